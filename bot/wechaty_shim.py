@@ -1,0 +1,26 @@
+"""Import wechaty on Python 3.11 (see ../shared/notes/wechaty.md).
+
+Only bot/adapter.py (and the gateway's own client tests) may call this: the rest
+of the bot never sees wechaty types.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+
+def import_wechaty() -> ModuleType:
+    # Importing wechaty writes a cache dir into the cwd unless CACHE_DIR is set,
+    # and logs loudly unless told otherwise.
+    os.environ.setdefault("CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "qunbot-wechaty"))
+    os.environ.setdefault("WECHATY_LOG", "warn")
+    from wechaty_puppet.schemas.puppet import PuppetOptions
+
+    # Python 3.11 dataclasses reject an unhashable dataclass as a field default;
+    # WechatyOptions uses PuppetOptions() as one. Always pass puppet_options
+    # explicitly, since this default instance would be shared.
+    PuppetOptions.__hash__ = object.__hash__  # type: ignore[assignment,method-assign]
+    import wechaty
+
+    return wechaty
