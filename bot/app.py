@@ -69,6 +69,7 @@ class App:
         self._run_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.logins = 0
+        self.gateway: Any = None  # the sandbox gateway, when this process runs one
         self.ready = asyncio.Event()  # set on each login, cleared on disconnect
 
     # --- lifecycle ----------------------------------------------------------

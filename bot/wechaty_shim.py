@@ -6,6 +6,7 @@ of the bot never sees wechaty types.
 
 from __future__ import annotations
 
+import logging
 import os
 from types import ModuleType
 
@@ -23,4 +24,6 @@ def import_wechaty() -> ModuleType:
     PuppetOptions.__hash__ = object.__hash__  # type: ignore[assignment,method-assign]
     import wechaty
 
+    # PuppetService's warnings print the service token verbatim; secrets never reach our logs.
+    logging.getLogger("PuppetService").setLevel(logging.ERROR)
     return wechaty
