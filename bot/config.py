@@ -238,7 +238,8 @@ def explain(err: ValidationError) -> list[str]:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling against SPEC.md section 11)"
-        lines.append(f"{path}: {msg}")
+        # Cross-key checks at the top level already name their key in the message.
+        lines.append(msg if not e["loc"] and re.match(r"^[\w.]+: ", msg) else f"{path}: {msg}")
     return lines
 
 

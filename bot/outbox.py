@@ -71,8 +71,14 @@ FAILED = "failed"
 STOPPED = "stopped"
 MERGED = "merged"
 
-_RATE_LIMIT_MARKERS = ("频繁", "rate limit", "ratelimit", "rate-limit", "too frequent",
-                       "too many requests")
+_RATE_LIMIT_MARKERS = (
+    "频繁",
+    "rate limit",
+    "ratelimit",
+    "rate-limit",
+    "too frequent",
+    "too many requests",
+)
 
 
 class Priority(IntEnum):
@@ -356,8 +362,7 @@ class Outbox:
     def _drop(self, item: _Item, reason: str) -> None:
         n = len(item.futures)
         self._c.dropped[reason] = self._c.dropped.get(reason, 0) + n
-        log.info("outbox: dropped %d message(s) to %s: %s",
-                 n, item.out.conversation_id, reason)
+        log.info("outbox: dropped %d message(s) to %s: %s", n, item.out.conversation_id, reason)
         self._resolve(item.futures, None, reason)
 
     @staticmethod
@@ -397,14 +402,17 @@ class Outbox:
         day = self._local_day(now)
         if day != self._day:
             self._day, self._day_count = day, 0
-        ready = max(self._next_send_at,
-                    self._window_free_at(self._recent, self._limits.global_per_min, now))
+        ready = max(
+            self._next_send_at, self._window_free_at(self._recent, self._limits.global_per_min, now)
+        )
         if self._day_count >= self._limits.daily_cap:
             if self._cap_reported != day:
                 self._cap_reported = day
                 queued = sum(len(q) for q in self._queues.values())
-                self._report(f"daily send cap {self._limits.daily_cap} reached; "
-                             f"{queued} queued message(s) wait until local midnight")
+                self._report(
+                    f"daily send cap {self._limits.daily_cap} reached; "
+                    f"{queued} queued message(s) wait until local midnight"
+                )
             ready = max(ready, self._next_midnight(now))
         return ready
 
@@ -467,6 +475,7 @@ class Outbox:
         conv = item.out.conversation_id
         self._queues[conv].remove(item)
         self._in_flight = item
+        prev_turn = self._served.get(conv)
         self._tick += 1
         self._served[conv] = self._tick
         now = self._clock.now()
@@ -476,8 +485,16 @@ class Outbox:
         self._c.attempts += 1
         try:
             msg_id = await self._send(item.out)
+        except asyncio.CancelledError:
+            self._drop(item, STOPPED)  # stop() gave up on it
+            raise
         except Exception as exc:  # any send error: classified below
-            self._failed(item, exc)
+            if self._failed(item, exc):
+                # Rate limited: nothing went out, so the room keeps its turn.
+                if prev_turn is None:
+                    del self._served[conv]
+                else:
+                    self._served[conv] = prev_turn
         else:
             self._c.sent += 1
             self._resolve(item.futures, msg_id, None)
@@ -485,35 +502,45 @@ class Outbox:
             self._in_flight = None
             # Pace from the end of the send: slow sends never make bursts.
             jitter = self._rng.uniform(0.0, self._limits.jitter_ms / 1000)
-            self._next_send_at = (self._clock.now()
-                                  + self._limits.min_interval_ms / 1000 + jitter)
+            self._next_send_at = self._clock.now() + self._limits.min_interval_ms / 1000 + jitter
             self._update_idle()
 
-    def _failed(self, item: _Item, exc: Exception) -> None:
+    def _failed(self, item: _Item, exc: Exception) -> bool:
+        """Requeue or drop a failed item; True when it was a rate-limit signal."""
         conv = item.out.conversation_id
         err = classify_send_error(exc)
         if isinstance(err, RateLimitedError):
             self._c.rate_limited += 1
             self._paused_until = self._clock.now() + self._limits.cooldown_s
             self._pause_reason = f"the service signalled rate limiting ({err})"
-            log.warning("outbox: rate limited sending to %s, pausing all sends for %s s: %s",
-                        conv, self._limits.cooldown_s, err)
+            log.warning(
+                "outbox: rate limited sending to %s, pausing all sends for %s s: %s",
+                conv,
+                self._limits.cooldown_s,
+                err,
+            )
             # Not counted as a retry: the message simply waits out the pause.
             self._requeue(item)
-            return
+            return True
         item.attempts += 1
         if item.attempts > self._max_retries:
-            log.warning("outbox: giving up on a message to %s after %d attempts: %s",
-                        conv, item.attempts, err)
+            log.warning(
+                "outbox: giving up on a message to %s after %d attempts: %s",
+                conv,
+                item.attempts,
+                err,
+            )
             self._drop(item, FAILED)
-            return
+            return False
         delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (item.attempts - 1))
         delay += self._rng.uniform(0.0, delay / 2)
         item.not_before = self._clock.now() + delay
         self._c.retried += 1
-        log.info("outbox: send to %s failed (%s), retry %d in %.1f s",
-                 conv, err, item.attempts, delay)
+        log.info(
+            "outbox: send to %s failed (%s), retry %d in %.1f s", conv, err, item.attempts, delay
+        )
         self._requeue(item)
+        return False
 
     def _requeue(self, item: _Item) -> None:
         q = self._queues.setdefault(item.out.conversation_id, [])
@@ -522,8 +549,9 @@ class Outbox:
 
     def _resume(self) -> None:
         self._paused_until = None
-        msg = (f"sending paused for {self._limits.cooldown_s} s because "
-               f"{self._pause_reason}; resumed")
+        msg = (
+            f"sending paused for {self._limits.cooldown_s} s because {self._pause_reason}; resumed"
+        )
         log.warning("outbox: %s", msg)
         self._report(msg)
 
