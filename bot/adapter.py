@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -246,17 +245,6 @@ class Connection:
 
     async def room_ids(self) -> list[str]:
         return list(await self._bot.puppet.room_list())
-
-
-def is_rate_limit_message(text: str) -> bool:
-    return any(s in text for s in ("操作过于频繁", "频繁", "too frequent", "rate limit"))
-
-
-def cleanup_env() -> None:
-    """wechaty reads these too; qunbot passes the endpoint explicitly and must never
-    fall back to wechaty's internet endpoint discovery."""
-    for name in ("ENDPOINT", "endpoint", "TOKEN", "token"):
-        os.environ.pop(name, None)
 
 
 async def reachable(endpoint: str, timeout: float = 3.0) -> bool:

@@ -134,6 +134,9 @@ class App:
             log.warning("disconnected: %s", reason)
 
     async def _send(self, out: Outgoing) -> str:
+        if not self.ready.is_set():
+            # Hold the queue while disconnected rather than burn retries: nothing can be sent anyway.
+            await asyncio.wait_for(self.ready.wait(), timeout=600)
         conn = self.supervisor.current if self.supervisor else None
         if not isinstance(conn, Connection):
             raise ConnectionError("not connected")
