@@ -1033,6 +1033,9 @@ def render_retention(r: RetentionReport, lang: str = "zh", max_offsets: int = 6)
     head = ("Week   n   " if en else "周     人数 ") + " ".join(f"W{k:<3}" for k in range(k_max))
     lines.append(head)
     for row in r.weekly:
+        if row.size == 0:
+            lines.append(f"{_md(row.start_day)} {0:>4} " + ("no joins" if en else "无新成员"))
+            continue
         cells = []
         for c in row.cells[:k_max]:
             cells.append(f"{'·' if c.rate is None else _pct(c.rate)}{_w(c.incomplete)}".ljust(4))

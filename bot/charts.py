@@ -170,7 +170,8 @@ def retention_chart(report: RetentionReport, path: str | Path | None = None) -> 
             for c in row.cells:
                 line.append(float("nan") if c.rate is None else c.rate)
             grid.append(line)
-        im = ax.imshow(grid, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+        cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#eeeeee")  # not yet observable
+        im = ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
         for i, row in enumerate(rows):
             for c in row.cells:
                 if c.rate is None:
@@ -194,7 +195,7 @@ def retention_chart(report: RetentionReport, path: str | Path | None = None) -> 
         ax.set_yticks(
             range(len(rows)), [f"{_label(r.start_day)}（{r.size}人）" for r in rows], fontsize=8
         )
-        ax.set_xlabel("加入后周数（* 含数据不完整的天）")
+        ax.set_xlabel("加入后周数（* 含数据不完整的天，灰色 = 尚未到期）")
         ax.set_ylabel("加入周")
         fig.colorbar(im, ax=ax, label="留存率")
         ax.set_title(_title("周留存", report.room_name, report.room_id))
