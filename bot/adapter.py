@@ -112,7 +112,9 @@ class Connection:
             pool.clear()
         options = wechaty.WechatyOptions(
             puppet="wechaty-puppet-service",
-            puppet_options=PuppetOptions(end_point=endpoint, token=token or None),
+            # The client sends the token as the :authority header and crashes on None;
+            # a sandbox gateway without a token accepts any.
+            puppet_options=PuppetOptions(end_point=endpoint, token=token or "qunbot"),
             port=free_port(),
         )
         self._bot = _Bot(self, options)

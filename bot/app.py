@@ -39,9 +39,22 @@ log = logging.getLogger("qunbot")
 
 def feature_routers() -> list[Router]:
     """Every feature, in dispatch order (commands are unique; fallbacks run in this order)."""
-    from handlers import core
+    from handlers import (
+        admin,
+        analytics,
+        announce,
+        checkin,
+        core,
+        faq,
+        lottery,
+        privacy,
+        signup,
+        welcome,
+    )
 
-    return [core.router]
+    # FAQ last among fallbacks: any other feature's keyword handling comes first.
+    return [core.router, admin.router, privacy.router, signup.router, checkin.router, lottery.router,
+            announce.router, analytics.router, welcome.router, faq.router]
 
 
 class App:
@@ -71,6 +84,8 @@ class App:
         self.logins = 0
         self.gateway: Any = None  # the sandbox gateway, when this process runs one
         self.ready = asyncio.Event()  # set on each login, cleared on disconnect
+        self.handled: dict[str, int] = {}  # message id -> times it reached handle() (tests, console)
+        self._handled_changed = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -175,6 +190,14 @@ class App:
             await listener(event, ctx)
 
     async def _message(self, msg: Incoming, ctx: Context) -> None:
+        try:
+            await self._hygiene_then_dispatch(msg, ctx)
+        finally:
+            self.handled[msg.msg_id] = self.handled.get(msg.msg_id, 0) + 1
+            self._handled_changed.set()
+            self._handled_changed = asyncio.Event()
+
+    async def _hygiene_then_dispatch(self, msg: Incoming, ctx: Context) -> None:
         if msg.is_self or msg.sender_id == ctx.self_id:
             return  # our own message, echoed back by the service
         if msg.room_id is not None and not ctx.serves(msg.room_id):
@@ -262,6 +285,16 @@ class App:
             for m in live:
                 if m.id != ctx.self_id and self.store.members.get(room_id, m.id) is None:
                     await self.store.members.record_seen(room_id, m.id, m.name, now)
+
+    # --- waiting (tests, console) ---------------------------------------------
+    async def wait_ready(self, timeout: float = 15.0) -> None:
+        await asyncio.wait_for(self.ready.wait(), timeout)
+
+    async def wait_handled(self, msg_id: str, timeout: float = 15.0) -> None:
+        """Until the message with this id has been through handle() (answered, or ignored)."""
+        async with asyncio.timeout(timeout):
+            while msg_id not in self.handled:
+                await self._handled_changed.wait()
 
     # --- running ----------------------------------------------------------
     def spawn(self, coro: Any) -> None:

@@ -67,42 +67,33 @@ class World:
         """Build a world from a plain dict (bot.yaml `sandbox` section or a scenario).
 
         ```yaml
-        self: {id: wxid_qunbot, name: 群助手}      # optional
-        contacts: {wxid_alice: Alice}             # or a list of {id, name}
+        self_id: wxid_qunbot                      # optional
+        self_name: 群助手                          # optional
+        contacts: {wxid_carol: Carol}             # optional; or a list of {id, name}
         rooms:                                    # a mapping by id, or a list with `id`
           "12345@chatroom":
             topic: 健身打卡群
             owner: wxid_alice                     # optional
-            members: [wxid_alice, {id: wxid_bob, name: Bob}]
+            members: {wxid_alice: Alice, wxid_bob: Bob}
         ```
-        A member given by id alone must be a contact (its name comes from
-        `contacts`); `{id, name}` also adds the contact. The bot is made a member
-        of every room, since it could not see a room it is not in.
+        `members` may also be a list of ids (each must be a contact) or of
+        {id, name}. Named members become contacts. The bot is made a member of
+        every room, since it could not see a room it is not in.
         Raises ValueError naming the offending key.
         """
         world = cls()
-        me = spec.get("self") or {}
-        if not isinstance(me, Mapping):
-            raise ValueError("self: expected a mapping with id and name")
-        world.self_id = _text(me.get("id", world.self_id), "self.id")
-        world.self_name = _text(me.get("name", world.self_name), "self.name")
-
-        contacts = spec.get("contacts") or {}
-        if isinstance(contacts, Mapping):
-            for cid, name in contacts.items():
-                world.contacts[_text(cid, "contacts")] = _text(name, f"contacts.{cid}")
-        elif isinstance(contacts, Sequence) and not isinstance(contacts, str):
-            for i, item in enumerate(contacts):
-                cid, name = _id_name(item, f"contacts[{i}]")
-                world.contacts[cid] = name
-        else:
-            raise ValueError("contacts: expected a mapping id -> name or a list of {id, name}")
+        world.self_id = _text(spec.get("self_id", world.self_id), "self_id")
+        world.self_name = _text(spec.get("self_name", world.self_name), "self_name")
+        for cid, name in _named_ids(spec.get("contacts") or {}, "contacts", world):
+            world.contacts[cid] = name
 
         rooms = spec.get("rooms") or {}
-        items: list[tuple[str, Any]]
+        items: list[tuple[str, dict[str, Any]]]
         if isinstance(rooms, Mapping):
-            items = [(f"rooms.{rid}", {"id": rid, **_mapping(r, f"rooms.{rid}")})
-                     for rid, r in rooms.items()]
+            items = [
+                (f"rooms.{rid}", {"id": rid, **_mapping(r, f"rooms.{rid}")})
+                for rid, r in rooms.items()
+            ]
         elif isinstance(rooms, Sequence) and not isinstance(rooms, str):
             items = [(f"rooms[{i}]", _mapping(r, f"rooms[{i}]")) for i, r in enumerate(rooms)]
         else:
@@ -110,29 +101,21 @@ class World:
         for path, room in items:
             rid = _text(room.get("id"), f"{path}.id")
             members: list[str] = []
-            for j, m in enumerate(room.get("members") or []):
-                if isinstance(m, Mapping):
-                    mid, name = _id_name(m, f"{path}.members[{j}]")
+            for mid, name in _named_ids(room.get("members") or {}, f"{path}.members", world):
+                if mid != world.self_id:
                     world.contacts[mid] = name
-                else:
-                    mid = _text(m, f"{path}.members[{j}]")
-                    if not world.knows(mid):
-                        raise ValueError(
-                            f"{path}.members[{j}]: unknown contact {mid!r}; "
-                            "add it to contacts or give {id, name}"
-                        )
                 if mid not in members:
                     members.append(mid)
             if world.self_id not in members:
                 members.append(world.self_id)
-            owner = _text(room.get("owner", ""), f"{path}.owner")
+            owner = _text(room.get("owner") or "", f"{path}.owner")
             if owner and owner not in members:
                 raise ValueError(f"{path}.owner: {owner!r} is not a member")
             world.rooms[rid] = RoomState(
-                topic=_text(room.get("topic", rid), f"{path}.topic"),
+                topic=_text(room.get("topic") or rid, f"{path}.topic"),
                 owner_id=owner,
                 member_ids=members,
-                announce=_text(room.get("announce", ""), f"{path}.announce"),
+                announce=_text(room.get("announce") or "", f"{path}.announce"),
             )
         return world
 
@@ -167,9 +150,24 @@ def _mapping(value: Any, path: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _id_name(value: Any, path: str) -> tuple[str, str]:
-    item = _mapping(value, path)
-    if "id" not in item:
-        raise ValueError(f"{path}: missing id")
-    cid = _text(item["id"], f"{path}.id")
-    return cid, _text(item.get("name", cid), f"{path}.name")
+def _named_ids(value: Any, path: str, world: World) -> list[tuple[str, str]]:
+    """(id, name) pairs from {id: name}, [{id, name}] or [id] (ids already known)."""
+    if isinstance(value, Mapping):
+        return [(_text(k, path), _text(v, f"{path}.{k}")) for k, v in value.items()]
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise ValueError(f"{path}: expected a mapping id -> name or a list")
+    pairs: list[tuple[str, str]] = []
+    for i, item in enumerate(value):
+        if isinstance(item, Mapping):
+            if "id" not in item:
+                raise ValueError(f"{path}[{i}]: missing id")
+            cid = _text(item["id"], f"{path}[{i}].id")
+            pairs.append((cid, _text(item.get("name", cid), f"{path}[{i}].name")))
+        else:
+            cid = _text(item, f"{path}[{i}]")
+            if not world.knows(cid):
+                raise ValueError(
+                    f"{path}[{i}]: unknown contact {cid!r}; list it in contacts or give a name"
+                )
+            pairs.append((cid, world.name_of(cid)))
+    return pairs

@@ -86,7 +86,8 @@ class Supervisor:
         try:
             await self._on_up(conn)
             while True:
-                done, _ = await asyncio.wait({stream, stopper}, timeout=self.watchdog_s / 4)
+                done, _ = await asyncio.wait({stream, stopper}, timeout=self.watchdog_s / 4,
+                                             return_when=asyncio.FIRST_COMPLETED)
                 if stopper in done:
                     return "stopped"
                 if stream in done:

@@ -23,7 +23,10 @@ def import_wechaty() -> ModuleType:
     # explicitly, since this default instance would be shared.
     PuppetOptions.__hash__ = object.__hash__  # type: ignore[assignment,method-assign]
     import wechaty
+    import wechaty_puppet_service  # noqa: F401 - its logger is configured on import
 
     # PuppetService's warnings print the service token verbatim; secrets never reach our logs.
-    logging.getLogger("PuppetService").setLevel(logging.ERROR)
+    # The plugin manager warns on every login that there is no plugin web service: noise.
+    for name in ("PuppetService", "wechaty.plugin"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     return wechaty

@@ -1,0 +1,7 @@
+"""privacy (being built)."""
+
+from __future__ import annotations
+
+from bot.router import Router
+
+router = Router("privacy")
