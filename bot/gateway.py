@@ -98,6 +98,7 @@ class _EventStream:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()  # EventResponse, None ends it
         self.logged_in = False
+        self.muted = False
 
 
 class SandboxGateway:
@@ -122,9 +123,6 @@ class SandboxGateway:
         self.clock: Clock = clock or SystemClock()
         self.transcript: list[SentMessage] = []  # everything said, in order
         self.connections = 0  # event streams opened so far
-        # True simulates a half-open connection: streams stay open, but every
-        # event (heartbeat and dong too) is dropped; RPCs are still answered.
-        self.mute = False
         self._messages: dict[str, SentMessage] = {}
         self._friendships: dict[str, tuple[str, str]] = {}  # id -> (contact id, hello)
         self._streams: set[_EventStream] = set()
@@ -150,6 +148,21 @@ class SandboxGateway:
     @property
     def connected(self) -> bool:
         return bool(self._streams)
+
+    @property
+    def mute(self) -> bool:
+        return any(s.muted for s in self._streams)
+
+    @mute.setter
+    def mute(self, value: bool) -> None:
+        """True: the streams open now go silent, like a half-open connection.
+
+        They stay open but get no events (heartbeat and dong included; injected
+        events are lost for them); RPCs are still answered, and streams opened
+        later (a reconnect) are live. False brings every stream back.
+        """
+        for s in self._streams:
+            s.muted = value
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         if self._server is not None:
@@ -465,11 +478,10 @@ class SandboxGateway:
         self._poke()
 
     def _emit(self, event_type: Any, payload: dict[str, Any]) -> None:
-        if self.mute:
-            return
         event = pb.EventResponse(type=event_type, payload=json.dumps(payload, ensure_ascii=False))
         for s in self._streams:
-            s.queue.put_nowait(event)
+            if not s.muted:
+                s.queue.put_nowait(event)
 
     def _login(self, s: _EventStream) -> None:
         s.logged_in = True
