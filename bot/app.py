@@ -188,6 +188,8 @@ class App:
             await self._lifecycle(event, ctx)
         for listener in self.dispatcher.listeners(event):
             await listener(event, ctx)
+        if isinstance(event, LoggedIn):
+            self.ready.set()  # after every feature's login work
 
     async def _message(self, msg: Incoming, ctx: Context) -> None:
         try:
@@ -252,7 +254,6 @@ class App:
                     if self.settings.language == "zh" else
                     f"Back online after about {minutes:.0f} min; affected days are flagged incomplete.")
         log.info("logged in as %s (%s), login #%d", event.self_id, event.name, self.logins)
-        self.ready.set()
 
     async def _resolve_rooms(self, ctx: Context) -> None:
         directory = ctx.directory

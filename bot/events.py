@@ -104,3 +104,15 @@ class Outgoing:
 
 
 Event = Incoming | MemberJoined | MemberLeft | RoomTopicChanged | LoggedIn | LoggedOut | FriendRequest
+
+
+@dataclass(frozen=True)
+class MemberForgotten:
+    """Raised inside the bot after /forget: features delete or anonymise their own data.
+
+    Personal data to remove: name, check-ins, sign-ups in open events, entries in open
+    lotteries. Historical aggregates keep their counts under `pseudonym`.
+    """
+
+    member_id: str
+    pseudonym: str

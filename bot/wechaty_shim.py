@@ -21,7 +21,7 @@ def import_wechaty() -> ModuleType:
     # Python 3.11 dataclasses reject an unhashable dataclass as a field default;
     # WechatyOptions uses PuppetOptions() as one. Always pass puppet_options
     # explicitly, since this default instance would be shared.
-    PuppetOptions.__hash__ = object.__hash__  # type: ignore[assignment,method-assign]
+    PuppetOptions.__hash__ = object.__hash__  # type: ignore[assignment,unused-ignore]
     import wechaty
     import wechaty_puppet_service  # noqa: F401 - its logger is configured on import
 
@@ -29,4 +29,5 @@ def import_wechaty() -> ModuleType:
     # The plugin manager warns on every login that there is no plugin web service: noise.
     for name in ("PuppetService", "wechaty.plugin"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    return wechaty
+    module: ModuleType = wechaty
+    return module

@@ -72,6 +72,7 @@ class BotHarness:
         self.app.gateway = self.gw
         await self.app.start()
         await self.app.wait_ready()
+        await self.app.ctx.outbox.wait_idle()  # type: ignore[union-attr]  # login work's messages
         return self.app
 
     async def stop(self) -> None:
