@@ -22,6 +22,7 @@ def setup_logging(level: str = "INFO") -> None:
         format="%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # wechaty's own scheduler chatter
 
 
 def load_settings(path: str) -> Settings:
@@ -105,19 +106,34 @@ def build_parser() -> argparse.ArgumentParser:
     r = with_config(sub.add_parser("restore", help="restore a backup (the bot must be stopped)"))
     r.add_argument("file")
     r.set_defaults(func=cmd_restore)
-    lot = sub.add_parser("lottery", help="lottery tools: `qunbot lottery verify --help`", add_help=False)
-    lot.set_defaults(func=None)
+    sub.add_parser("lottery", help="`qunbot lottery verify --help`: check a published draw offline")
+    sub.add_parser("report", help="`qunbot report stats|retention|funnel|invites --room ID ...`")
+    sub.add_parser("faq", help="`qunbot faq import|export FILE`: FAQ sets as YAML or CSV")
     return p
+
+
+def passthrough(command: str, argv: list[str]) -> int | None:
+    """Feature tools own their argument parsing, next to the feature."""
+    if command == "lottery":
+        if argv[:1] != ["verify"]:
+            print("usage: qunbot lottery verify --commitment C --seed S ...", file=sys.stderr)
+            return 2
+        return cmd_lottery(argparse.Namespace(), argv[1:])
+    if command == "report":
+        from handlers.analytics import report_cli
+
+        return report_cli(argv)
+    if command == "faq":
+        from handlers.faq import faq_cli
+
+        return faq_cli(argv)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["lottery"]:
-        rest = argv[1:]
-        if rest[:1] != ["verify"]:
-            print("usage: qunbot lottery verify --commitment C --seed S ...", file=sys.stderr)
-            return 2
-        return cmd_lottery(argparse.Namespace(), rest[1:])
+    if argv and (code := passthrough(argv[0], argv[1:])) is not None:
+        return code
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -40,6 +40,8 @@ async def run_bot(settings: Settings, *, scenario: str | None = None,
     if scenario:
         from scenarios import apply_scenario
 
+        if settings.puppet.mode != "sandbox":
+            raise ValueError("--scenario loads a playbook into the sandbox; use puppet.mode: sandbox")
         settings = apply_scenario(settings, scenario)
     if settings.puppet.mode == "sandbox":
         from bot.gateway import SandboxGateway, World
@@ -54,6 +56,12 @@ async def run_bot(settings: Settings, *, scenario: str | None = None,
     if install_signals:
         install_signals(stop)
     await app.start()
+    if scenario and gateway is not None:
+        from scenarios import load, run_setup
+
+        await app.wait_ready()
+        done = await run_setup(app, gateway, load(scenario))
+        print(f"scenario {scenario}: {len(done)} setup replies", flush=True)
     console = None
     if settings.web.enabled:
         try:

@@ -27,7 +27,8 @@ def import_wechaty() -> ModuleType:
 
     # PuppetService's warnings print the service token verbatim; secrets never reach our logs.
     # The plugin manager warns on every login that there is no plugin web service: noise.
-    for name in ("PuppetService", "wechaty.plugin"):
+    # Accessory warns whenever a cached payload is refreshed.
+    for name in ("PuppetService", "wechaty.plugin", "Accessory"):
         logging.getLogger(name).setLevel(logging.ERROR)
     module: ModuleType = wechaty
     return module
