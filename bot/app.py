@@ -122,6 +122,9 @@ class App:
             self.supervisor.stop()
         if self._run_task:
             await self._run_task
+        if self.store and not any(o.end_ts is None for o in self.store.outages.list()):
+            # Not listening until the next login: those days are incomplete in reports.
+            await self.store.outages.open(self.clock.now())
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
