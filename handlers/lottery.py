@@ -32,10 +32,12 @@ qualified when entering keeps the entry.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Awaitable
 from datetime import datetime
+from pathlib import Path
 
 from bot import lottery_math
 from bot.context import Context
@@ -732,6 +734,19 @@ async def lottery_verify(req: Request) -> None:
     lines.append(req.t("结果：正确 ✅" if ok else "结果：不一致 ❌", "Result: correct ✅" if ok
                        else "Result: MISMATCH ❌"))
     await req.reply("\n".join(lines))
+    # The entrant ids as a file, so anyone can recompute offline: qunbot lottery verify --entrants F
+    path = _export_draw(ctx, room_id, lot)
+    ctx.send(Outgoing(req.msg.conversation_id, path.name, file_path=str(path),
+                      priority=Priority.MANAGER if req.is_manager else Priority.REPLY))
+
+
+def _export_draw(ctx: Context, room_id: str, lot: Lottery) -> Path:
+    data = lottery_math.draw(bytes.fromhex(lot.seed_hex), lot.eligible, lot.winner_count).export()
+    folder = ctx.settings.data_dir / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"lottery-{room_id.split('@')[0]}-{lot.n}.json"
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
 
 
 @router.command("lottery", usage="/lottery new|draw|list|verify|reroll|announce",

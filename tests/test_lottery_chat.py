@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from bot.clock import FakeClock
+from bot.lottery_math import verify_cli
 from bot.events import MemberForgotten
 from bot.gateway import SandboxGateway, SentMessage, World
 from handlers import lottery as lottery_handlers
@@ -151,12 +153,18 @@ async def test_commitment_winners_digest_and_verify_match_the_spec(bot: BotHarne
     assert member_summary(bot.store, ROOM, loser) == (1, 0)
     assert member_summary(bot.store, ROOM, MANAGER) == (0, 0)
 
-    verify = (await bot.ask("/lottery verify 1", by=loser)).text
+    text_reply, file_reply = await bot.replies_to("/lottery verify 1", by=loser)
+    verify = text_reply.text
     assert value(verify, "C") == commitment and value(verify, "S") == seed
     assert value(verify, "D") == spec_digest(MEMBERS)
     assert "参与人数（ID 数）：4" in verify
     assert ", ".join(winners) in verify
     assert "结果：正确" in verify and "FAIL" not in verify
+    # the entrant ids come as a file that the offline verifier accepts as it is
+    assert file_reply.kind == "file" and file_reply.text == "lottery-10001-1.json"
+    export = bot.settings.data_dir / "exports" / file_reply.text
+    assert json.loads(export.read_text("utf-8"))["entrants"] == sorted(MEMBERS)
+    assert verify_cli(["--entrants", str(export)]) == 0
 
     listing = (await bot.ask("/lottery list", by=loser)).text
     assert "#1 周末福利" in listing and "已开奖" in listing
@@ -176,7 +184,7 @@ async def test_draw_with_no_entrants_announces_no_winner(bot: BotHarness) -> Non
     text = (await bot.ask("/lottery draw 1", by=MANAGER)).text
     assert "无人中奖" in text and "参与人数：0" in text
     assert value(text, "D") == spec_digest([])
-    assert "结果：正确" in (await bot.ask("/lottery verify 1", by=MANAGER)).text
+    assert "结果：正确" in (await bot.replies_to("/lottery verify 1", by=MANAGER))[0].text
 
 
 # --- conditions ---------------------------------------------------------------------------
@@ -400,7 +408,7 @@ async def test_reroll_takes_the_next_in_the_published_order(bot: BotHarness) -> 
     assert member_summary(bot.store, ROOM, order[2]) == (1, 1)
     assert member_summary(bot.store, ROOM, order[0]) == (1, 0)
 
-    verify = (await bot.ask("/lottery verify 1", by=MANAGER)).text
+    verify = (await bot.replies_to("/lottery verify 1", by=MANAGER))[0].text
     assert "[PASS] rerolls" in verify and "结果：正确" in verify
     assert "管理员命令" in (await bot.ask(f"/lottery reroll 1 {order[2]}", by=XIAOMING)).text
 
