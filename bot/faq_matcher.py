@@ -3,7 +3,8 @@
 Pipeline for a question form (indexing) and a member's message (query):
 
 1. ``normalize``: @mentions, WeChat ``[表情]`` codes and emoji removed, NFKC (full width ->
-   half width), lower case, traditional -> simplified (zhconv), punctuation -> space.
+   half width), lower case, traditional -> simplified (OpenCC t2s tables via the Apache-2.0
+   ``opencc-python-reimplemented``; zhconv is GPL), punctuation -> space.
 2. Homophone repair (queries only): a 2-4 character span that is not a dictionary word but
    whose toneless pinyin equals a word of the index vocabulary is replaced by that word
    (包油 -> 包邮, 私叫 -> 私教, 保告 -> 报告).
@@ -32,7 +33,7 @@ from functools import lru_cache
 from typing import Any
 
 import jieba
-import zhconv
+from opencc import OpenCC
 from pypinyin import Style, pinyin
 from rapidfuzz import fuzz
 
@@ -66,13 +67,43 @@ def _keep(ch: str) -> bool:
     return cat[0] in "LN"
 
 
+@lru_cache(maxsize=1)
+def _t2s() -> tuple[Any, frozenset[str]]:
+    """The OpenCC t2s converter and the characters it can change.
+
+    The pure-Python converter costs ~0.05 ms per call; most messages are already simplified,
+    so text without a character that some table entry rewrites skips it (same result)."""
+    cc = OpenCC("t2s")
+    cc.convert("")  # loads the tables
+    triggers: set[str] = set()
+    try:
+        for group in cc._dict_chain_data:
+            for _max, _min, table in group if isinstance(group, list) else [group]:
+                for key, value in table.items():
+                    first = value.split(" ")[0]
+                    if len(first) != len(key):
+                        triggers.update(key)
+                    else:
+                        triggers.update(k for k, v in zip(key, first, strict=True) if k != v)
+    except (AttributeError, TypeError, ValueError):  # layout changed: always convert
+        return cc, frozenset()
+    return cc, frozenset(triggers)
+
+
+def to_simplified(text: str) -> str:
+    cc, triggers = _t2s()
+    if triggers and triggers.isdisjoint(text):
+        return text
+    return str(cc.convert(text))
+
+
 def normalize(text: str) -> str:
     """Canonical surface form: no mentions/emoji/punctuation, half width, lower, simplified."""
     t = _MENTION_WX.sub(" ", text)
     t = _MENTION_PLAIN.sub(" ", t)
     t = _WX_EMOJI.sub(" ", t)
     t = unicodedata.normalize("NFKC", t).lower()
-    t = str(zhconv.convert(t, "zh-cn"))
+    t = to_simplified(t)
     t = "".join(ch if _keep(ch) else " " for ch in t)
     return _SPACES.sub(" ", t).strip()
 
@@ -246,6 +277,13 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "体验": ("体验卡", "试练", "trial pass"),
     "健身房": ("健身", "gym"),
 }
+
+# Canonical words of the generic intents above: a message made of these alone (几点了? 多少钱?
+# 地址呢?) names no topic, so it matches nothing rather than the entry that happens to fit best.
+_GENERIC: frozenset[str] = frozenset(
+    ("时间", "周日", "周六", "周末", "多久", "价格", "地址", "修改", "预约", "联系", "下载",
+     "提交", "免费", "朋友")
+)
 
 _STOP_WORDS: frozenset[str] = frozenset(
     """的 了 吗 呢 吧 啊 呀 哦 嘛 么 啦 哈 嗯 哟 噢 呐 咯 喔 诶 哎 我 你 您 他 她 它 我们 你们
@@ -630,6 +668,8 @@ class FaqIndex:
         q = _analyse(folded, interrogative)
         if not q.words and not q.grams:
             return [], cues
+        if q.words and q.words <= _GENERIC:
+            return [], cues  # "几点了?" "多少钱?" name no topic: any answer would be a guess
         acc: dict[int, float] = {}
         widf = {w: self._idf(self._wpost, w) for w in q.words}
         gidf = {g: self._idf(self._gpost, g) for g in q.grams}

@@ -28,7 +28,8 @@ class Step:
     by: str
     say: str
     private: bool = False
-    expect: tuple[str, ...] = ()  # every fragment must appear in the bot's reply
+    expect: tuple[str, ...] = ()  # every fragment must appear in the bot's replies
+    replies: int = 1  # how many messages the bot sends in answer (e.g. a promotion notice too)
     expect_silence: bool = False
     note: str = ""
 
@@ -60,6 +61,7 @@ def load(name: str) -> Scenario:
     room = raw["room"]
     steps = tuple(Step(by=s["by"], say=str(s["say"]), private=bool(s.get("private", False)),
                        expect=tuple(str(e) for e in s.get("expect", ())),
+                       replies=int(s.get("replies", 1)),
                        expect_silence=bool(s.get("expect_silence", False)), note=s.get("note", ""))
                   for s in raw["conversation"])
     return Scenario(

@@ -44,6 +44,9 @@ def index(evalset: dict[str, list[dict[str, object]]]) -> FaqIndex:
     [
         ("ＡＢＣ１２３？", "abc123"),  # full width -> half width, case
         ("請問會員卡可以轉讓嗎", "请问会员卡可以转让吗"),  # traditional -> simplified
+        ("週末營業時間？", "周末营业时间"),  # OpenCC t2s (characters)
+        ("一目瞭然 回覆", "一目了然 回复"),  # OpenCC phrase table (瞭/覆 alone stay)
+        ("头发干净了", "头发干净了"),  # already simplified: unchanged
         ("包邮吗？？！！", "包邮吗"),  # punctuation
         ("包邮吗😂😂[捂脸]", "包邮吗"),  # emoji and WeChat emoji codes
         ("@小王\u2005包邮吗", "包邮吗"),  # WeChat mention
@@ -150,6 +153,12 @@ def test_thresholds_validated() -> None:
 
 
 # ---- keys restriction, add/remove/update ---------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["现在几点了？", "几点", "多少钱", "地址呢", "什么时候？"])
+def test_questions_naming_no_topic_match_nothing(index: FaqIndex, text: str) -> None:
+    # Generic intent words alone would otherwise pick whichever entry is shortest.
+    assert index.top(text) == []
 
 
 def test_keys_restriction() -> None:

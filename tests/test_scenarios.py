@@ -30,9 +30,10 @@ async def test_playbook_conversation(name: str, tmp_path: Path) -> None:
             if step.expect_silence:
                 assert replies == [], f"{name}: {step.say!r} should get no reply, got {replies}"
                 continue
-            assert len(replies) == 1, f"{name}: {step.say!r} → {replies}"
+            assert len(replies) == step.replies, f"{name}: {step.say!r} → {replies}"
+            said = "\n".join(replies)
             for fragment in step.expect:
-                assert fragment in replies[0], f"{name}: {step.say!r} → {replies[0]!r} lacks {fragment!r}"
+                assert fragment in said, f"{name}: {step.say!r} → {said!r} lacks {fragment!r}"
         # the setup ran once: a restart does not repeat it
         await bot.restart()
         assert await scenarios.run_setup(bot.app, gateway, sc) == []
