@@ -42,7 +42,7 @@ QRCODE_INVITER = "qrcode"  # how the sandbox marks a join by QR code (see bot/ga
 _TEXT_KINDS = {"MESSAGE_TYPE_TEXT": "text", "MESSAGE_TYPE_IMAGE": "image"}
 
 wechaty = import_wechaty()
-from wechaty_puppet import FileBox, MessageType, PuppetOptions  # noqa: E402
+from wechaty_puppet import FileBox, PuppetOptions  # noqa: E402
 from wechaty_puppet.exceptions import WechatyPuppetError  # noqa: E402
 
 # The stock client caches Contact/Room objects in class-level pools shared by every
@@ -171,15 +171,19 @@ class Connection:
             sender_name=talker.name if talker is not None else p.from_id,
             text=p.text or "",
             timestamp=epoch(p.timestamp),
-            mentions_self=bool(self.self_id) and (
-                self.self_id in mention_ids or (bool(self.self_name) and f"@{self.self_name}" in (p.text or ""))
+            mentions_self=bool(self.self_id)
+            and (
+                self.self_id in mention_ids
+                or (bool(self.self_name) and f"@{self.self_name}" in (p.text or ""))
             ),
             mention_ids=mention_ids,
             is_self=bool(self.self_id) and p.from_id == self.self_id,
             kind=kind,
         )
 
-    async def _joined(self, room: Any, invitees: list[Any], inviter: Any, date: Any) -> MemberJoined:
+    async def _joined(
+        self, room: Any, invitees: list[Any], inviter: Any, date: Any
+    ) -> MemberJoined:
         inviter_id = getattr(inviter, "contact_id", "") or None
         return MemberJoined(
             room_id=room.room_id,
@@ -197,9 +201,16 @@ class Connection:
             timestamp=date.timestamp() if date else time.time(),
         )
 
-    async def _topic(self, room: Any, new: str, old: str, changer: Any, date: Any) -> RoomTopicChanged:
-        return RoomTopicChanged(room.room_id, new or "", old or "", getattr(changer, "contact_id", None),
-                                date.timestamp() if date else time.time())
+    async def _topic(
+        self, room: Any, new: str, old: str, changer: Any, date: Any
+    ) -> RoomTopicChanged:
+        return RoomTopicChanged(
+            room.room_id,
+            new or "",
+            old or "",
+            getattr(changer, "contact_id", None),
+            date.timestamp() if date else time.time(),
+        )
 
     async def _login(self, contact: Any) -> LoggedIn:
         self.self_id = contact.contact_id
@@ -217,8 +228,11 @@ class Connection:
     async def send(self, out: Outgoing) -> str:
         """Send through wechaty's say(); returns the service's message id."""
         bot = self._bot
-        target = bot.Room.load(out.conversation_id) if room_like(out.conversation_id) \
+        target = (
+            bot.Room.load(out.conversation_id)
+            if room_like(out.conversation_id)
             else bot.Contact.load(out.conversation_id)
+        )
         if out.file_path:
             what: Any = FileBox.from_file(out.file_path, name=Path(out.file_path).name)
             sent = await target.say(what)
@@ -253,8 +267,10 @@ async def reachable(endpoint: str, timeout: float = 3.0) -> bool:
     """Non-blocking pre-check; wechaty's own check blocks the loop for up to 3 s."""
     host, _, port = endpoint.rpartition(":")
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
-    except (OSError, asyncio.TimeoutError, ValueError):
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host.strip("[]"), int(port)), timeout
+        )
+    except (TimeoutError, OSError, ValueError):
         return False
     writer.close()
     return True

@@ -10,6 +10,7 @@ lifecycle, then the features. Shutdown runs in reverse.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -53,8 +54,18 @@ def feature_routers() -> list[Router]:
     )
 
     # FAQ last among fallbacks: any other feature's keyword handling comes first.
-    return [core.router, admin.router, privacy.router, signup.router, checkin.router, lottery.router,
-            announce.router, analytics.router, welcome.router, faq.router]
+    return [
+        core.router,
+        admin.router,
+        privacy.router,
+        signup.router,
+        checkin.router,
+        lottery.router,
+        announce.router,
+        analytics.router,
+        welcome.router,
+        faq.router,
+    ]
 
 
 class App:
@@ -84,20 +95,43 @@ class App:
         self.logins = 0
         self.gateway: Any = None  # the sandbox gateway, when this process runs one
         self.ready = asyncio.Event()  # set on each login, cleared on disconnect
-        self.handled: dict[str, int] = {}  # message id -> times it reached handle() (tests, console)
-        self._handled_changed = asyncio.Event()
+        # message id -> times it reached handle(), answered or ignored (tests, console)
+        self.handled: dict[str, int] = {}
+        self.events_handled = 0  # every event, messages and lifecycle alike
+        self._changed = asyncio.Event()  # replaced on every change: see _poke
 
     # --- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
-        self.store = await Store.open(s.data_dir, tz=s.timezone, backup_keep=s.backup_keep,
-                                      flush_s=s.activity_flush_s)
-        outbox = Outbox(self._send, s.send, clock=self.clock, rng=self.rng, tz=s.timezone,
-                        on_report=self._report)
-        scheduler = Scheduler(tz=s.timezone, ledger=self.store.firings, clock=self.clock,
-                              misfire_grace_s=s.misfire_grace_s)
-        self.ctx = Context(settings=s, store=self.store, outbox=outbox, scheduler=scheduler,
-                           clock=self.clock, on_error=self._error)
+        self.store = await Store.open(
+            s.data_dir,
+            tz=s.timezone,
+            backup_keep=s.backup_keep,
+            flush_s=s.activity_flush_s,
+            clock=self.clock,
+        )
+        outbox = Outbox(
+            self._send,
+            s.send,
+            clock=self.clock,
+            rng=self.rng,
+            tz=s.timezone,
+            on_report=self._report,
+        )
+        scheduler = Scheduler(
+            tz=s.timezone,
+            ledger=self.store.firings,
+            clock=self.clock,
+            misfire_grace_s=s.misfire_grace_s,
+        )
+        self.ctx = Context(
+            settings=s,
+            store=self.store,
+            outbox=outbox,
+            scheduler=scheduler,
+            clock=self.clock,
+            on_error=self._error,
+        )
         self.ctx.services["dispatcher"] = self.dispatcher
         self.ctx.services["app"] = self
         await outbox.start()
@@ -114,23 +148,30 @@ class App:
             rng=self.rng,
         )
         self._run_task = asyncio.create_task(self.supervisor.run(), name="supervisor")
-        log.info("bot started: endpoint=%s rooms=%d data_dir=%s", self.endpoint,
-                 len(s.rooms), s.data_dir)
+        log.info(
+            "bot started: endpoint=%s rooms=%d data_dir=%s", self.endpoint, len(s.rooms), s.data_dir
+        )
 
     async def stop(self) -> None:
+        """Reverse of start: no new firings, deliver what is queued while still connected,
+        then disconnect and close storage."""
+        if self.ctx:
+            await self.ctx.scheduler.shutdown()
+            with contextlib.suppress(asyncio.TimeoutError):
+                # Real time, not the app clock: a test's FakeClock must not stall shutdown.
+                await asyncio.wait_for(self.ctx.outbox.wait_idle(), timeout=5)
         if self.supervisor:
             self.supervisor.stop()
         if self._run_task:
             await self._run_task
+        if self.ctx:
+            await self.ctx.outbox.stop(drain_timeout=0)
         if self.store and not any(o.end_ts is None for o in self.store.outages.list()):
             # Not listening until the next login: those days are incomplete in reports.
             await self.store.outages.open(self.clock.now())
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.ctx:
-            await self.ctx.scheduler.shutdown()
-            await self.ctx.outbox.stop()
         if self.store:
             await self.store.close()
         log.info("bot stopped")
@@ -143,9 +184,11 @@ class App:
         assert self.ctx is not None
         assert isinstance(conn, Connection)
         self.ctx.directory = conn
+        self._poke()
 
     async def _down(self, reason: str) -> None:
         self.ready.clear()
+        self._poke()
         assert self.store is not None
         if not any(o.end_ts is None for o in self.store.outages.list()):
             await self.store.outages.open(self.clock.now())
@@ -178,10 +221,19 @@ class App:
         await self.handle(event)
 
     async def handle(self, event: Event) -> None:
+        try:
+            await self._handle(event)
+        finally:
+            if isinstance(event, Incoming):
+                self.handled[event.msg_id] = self.handled.get(event.msg_id, 0) + 1
+            self.events_handled += 1
+            self._poke()
+
+    async def _handle(self, event: Event) -> None:
         ctx = self.ctx
         assert ctx is not None and self.store is not None
         if isinstance(event, Incoming):
-            await self._message(event, ctx)
+            await self._hygiene_then_dispatch(event, ctx)
             return
         if isinstance(event, LoggedIn):
             await self._login(event, ctx)
@@ -193,14 +245,6 @@ class App:
             await listener(event, ctx)
         if isinstance(event, LoggedIn):
             self.ready.set()  # after every feature's login work
-
-    async def _message(self, msg: Incoming, ctx: Context) -> None:
-        try:
-            await self._hygiene_then_dispatch(msg, ctx)
-        finally:
-            self.handled[msg.msg_id] = self.handled.get(msg.msg_id, 0) + 1
-            self._handled_changed.set()
-            self._handled_changed = asyncio.Event()
 
     async def _hygiene_then_dispatch(self, msg: Incoming, ctx: Context) -> None:
         if msg.is_self or msg.sender_id == ctx.self_id:
@@ -220,20 +264,31 @@ class App:
         assert self.store is not None and msg.room_id is not None
         if msg.sender_id in self.settings.bots:
             return
-        if self.settings.privacy.mode == "opt-in" and not self.store.kv.get(f"optin:{msg.sender_id}"):
+        if self.settings.privacy.mode == "opt-in" and not self.store.kv.get(
+            f"optin:{msg.sender_id}"
+        ):
             return
         if self.store.members.get(msg.room_id, msg.sender_id) is None:
-            await self.store.members.record_seen(msg.room_id, msg.sender_id, msg.sender_name,
-                                                 msg.timestamp)
+            await self.store.members.record_seen(
+                msg.room_id, msg.sender_id, msg.sender_name, msg.timestamp
+            )
         self.store.activity.touch(msg.room_id, msg.sender_id, msg.timestamp)
 
-    async def _lifecycle(self, event: MemberJoined | MemberLeft | RoomTopicChanged, ctx: Context) -> None:
+    async def _lifecycle(
+        self, event: MemberJoined | MemberLeft | RoomTopicChanged, ctx: Context
+    ) -> None:
         assert self.store is not None
         if isinstance(event, MemberJoined):
             for m in event.members:
                 if m.id != ctx.self_id:
-                    await self.store.members.record_join(event.room_id, m.id, m.name, event.timestamp,
-                                                         event.channel, event.inviter_id)
+                    await self.store.members.record_join(
+                        event.room_id,
+                        m.id,
+                        m.name,
+                        event.timestamp,
+                        event.channel,
+                        event.inviter_id,
+                    )
         elif isinstance(event, MemberLeft):
             for member_id in event.member_ids:
                 await self.store.members.record_leave(event.room_id, member_id, event.timestamp)
@@ -254,8 +309,9 @@ class App:
             if self.logins > 1:
                 await ctx.tell_managers(
                     f"连接已恢复，中断约 {minutes:.0f} 分钟；期间的统计日标记为不完整。"
-                    if self.settings.language == "zh" else
-                    f"Back online after about {minutes:.0f} min; affected days are flagged incomplete.")
+                    if self.settings.language == "zh"
+                    else f"Back online after about {minutes:.0f} min; affected days are flagged incomplete."
+                )
         log.info("logged in as %s (%s), login #%d", event.self_id, event.name, self.logins)
 
     async def _resolve_rooms(self, ctx: Context) -> None:
@@ -267,8 +323,11 @@ class App:
             for r in by_topic:
                 if r.topic in topics:
                     ids.add(topics[r.topic])
-                    log.warning("room %r resolved by topic to %s; topics can change, prefer the id",
-                                r.topic, topics[r.topic])
+                    log.warning(
+                        "room %r resolved by topic to %s; topics can change, prefer the id",
+                        r.topic,
+                        topics[r.topic],
+                    )
                 else:
                     log.warning("room with topic %r not found; it is not served", r.topic)
         ctx.services["resolved_rooms"] = frozenset(ids)
@@ -296,9 +355,18 @@ class App:
 
     async def wait_handled(self, msg_id: str, timeout: float = 15.0) -> None:
         """Until the message with this id has been through handle() (answered, or ignored)."""
+        await self.wait_until(lambda: msg_id in self.handled, timeout)
+
+    async def wait_until(self, check: Callable[[], bool], timeout: float = 15.0) -> None:
+        """Until `check()` holds; re-checked whenever an event was handled or the connection
+        went up or down, so waiting needs no polling."""
         async with asyncio.timeout(timeout):
-            while msg_id not in self.handled:
-                await self._handled_changed.wait()
+            while not check():
+                await self._changed.wait()
+
+    def _poke(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     # --- running ----------------------------------------------------------
     def spawn(self, coro: Any) -> None:

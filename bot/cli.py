@@ -39,8 +39,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     rooms = ", ".join(r.id or f"topic:{r.topic}" for r in settings.rooms) or "(none)"
     print(f"{args.config}: OK")
-    print(f"  mode={settings.puppet.mode} rooms={rooms} language={settings.language} "
-          f"timezone={settings.timezone} data_dir={settings.data_dir}")
+    print(
+        f"  mode={settings.puppet.mode} rooms={rooms} language={settings.language} "
+        f"timezone={settings.timezone} data_dir={settings.data_dir}"
+    )
     if not settings.rooms:
         print("  note: no rooms are listed, so the bot will only answer private chats")
     return 0
@@ -92,14 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--config", default="bot.yaml", help="path to bot.yaml (default: ./bot.yaml)")
+        sp.add_argument(
+            "--config", default="bot.yaml", help="path to bot.yaml (default: ./bot.yaml)"
+        )
         return sp
 
-    run = with_config(sub.add_parser("run", help="run the bot (sandbox mode starts a local gateway)"))
+    run = with_config(
+        sub.add_parser("run", help="run the bot (sandbox mode starts a local gateway)")
+    )
     run.add_argument("--scenario", help="load a playbook from scenarios/ into the sandbox")
     run.add_argument("--log-level", default="INFO")
     run.set_defaults(func=cmd_run)
-    with_config(sub.add_parser("check-config", help="validate bot.yaml")).set_defaults(func=cmd_check_config)
+    with_config(sub.add_parser("check-config", help="validate bot.yaml")).set_defaults(
+        func=cmd_check_config
+    )
     b = with_config(sub.add_parser("backup", help="consistent copy of the data directory"))
     b.add_argument("--dest", help="directory for the archive (default: data_dir/backups)")
     b.set_defaults(func=cmd_backup)

@@ -53,7 +53,9 @@ class PuppetSettings(_Strict):
     mode: Literal["sandbox", "service"] = "sandbox"
     endpoint: str = ""
     token: SecretStr = SecretStr("")
-    watchdog_s: float = Field(120.0, gt=0, description="reconnect when the stream is silent this long")
+    watchdog_s: float = Field(
+        120.0, gt=0, description="reconnect when the stream is silent this long"
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -139,7 +141,9 @@ class AnnouncementSettings(_Strict):
     @model_validator(mode="after")
     def _one_schedule(self) -> AnnouncementSettings:
         if bool(self.at) == bool(self.cron):
-            raise ValueError('give exactly one of `at: "YYYY-MM-DD HH:MM"` or `cron: "m h dom mon dow"`')
+            raise ValueError(
+                'give exactly one of `at: "YYYY-MM-DD HH:MM"` or `cron: "m h dom mon dow"`'
+            )
         return self
 
 
@@ -202,8 +206,10 @@ class Settings(_Strict):
 
     def privacy_notice(self, room_id: str | None = None) -> str:
         room = self.room(room_id) if room_id else None
-        template = (room.privacy_notice if room else "") or self.privacy.notice or (
-            DEFAULT_NOTICE_ZH if self.language == "zh" else DEFAULT_NOTICE_EN
+        template = (
+            (room.privacy_notice if room else "")
+            or self.privacy.notice
+            or (DEFAULT_NOTICE_ZH if self.language == "zh" else DEFAULT_NOTICE_EN)
         )
         return template.format(
             miss_days=self.privacy.miss_text_days, retention_days=self.privacy.retention_days
@@ -280,5 +286,7 @@ def load(path: Path | str, *, env: Mapping[str, str] | None = None) -> Settings:
     settings = parse(raw, source=str(path), env=env)
     if not settings.data_dir.is_absolute():
         # data_dir is relative to the config file, not to wherever the bot was started.
-        settings = settings.model_copy(update={"data_dir": (path.parent / settings.data_dir).resolve()})
+        settings = settings.model_copy(
+            update={"data_dir": (path.parent / settings.data_dir).resolve()}
+        )
     return settings

@@ -103,7 +103,9 @@ class Outgoing:
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
-Event = Incoming | MemberJoined | MemberLeft | RoomTopicChanged | LoggedIn | LoggedOut | FriendRequest
+Event = (
+    Incoming | MemberJoined | MemberLeft | RoomTopicChanged | LoggedIn | LoggedOut | FriendRequest
+)
 
 
 @dataclass(frozen=True)

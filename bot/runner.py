@@ -11,28 +11,40 @@ from bot.config import Settings
 
 log = logging.getLogger("qunbot")
 
-DEMO_MEMBERS = {"wxid_xiaoming": "小明", "wxid_xiaohong": "小红", "wxid_aqiang": "阿强",
-                "wxid_lily": "Lily"}
+DEMO_MEMBERS = {
+    "wxid_xiaoming": "小明",
+    "wxid_xiaohong": "小红",
+    "wxid_aqiang": "阿强",
+    "wxid_lily": "Lily",
+}
 
 
 def sandbox_world_spec(settings: Settings) -> dict[str, Any]:
     """The simulated world: bot.yaml's `sandbox` section, or a small demo built from `rooms`."""
     sb = settings.sandbox
     rooms: dict[str, Any] = {
-        rid: {"topic": r.topic, "owner": r.owner, "members": dict(r.members)} for rid, r in sb.rooms.items()
+        rid: {"topic": r.topic, "owner": r.owner, "members": dict(r.members)}
+        for rid, r in sb.rooms.items()
     }
     if not rooms:
         for i, room in enumerate(settings.rooms, 1):
             rid = room.id or f"sandbox{i}@chatroom"
             members = dict(DEMO_MEMBERS)
             members.update({a: f"管理员{n}" for n, a in enumerate(settings.admins, 1)})
-            rooms[rid] = {"topic": room.topic or f"示例群{i}", "owner": settings.admins[0]
-                          if settings.admins else "", "members": members}
+            rooms[rid] = {
+                "topic": room.topic or f"示例群{i}",
+                "owner": settings.admins[0] if settings.admins else "",
+                "members": members,
+            }
     return {"self_id": sb.self_id, "self_name": sb.self_name, "rooms": rooms}
 
 
-async def run_bot(settings: Settings, *, scenario: str | None = None,
-                  install_signals: Callable[[asyncio.Event], None] | None = None) -> int:
+async def run_bot(
+    settings: Settings,
+    *,
+    scenario: str | None = None,
+    install_signals: Callable[[asyncio.Event], None] | None = None,
+) -> int:
     from bot.app import App
 
     gateway: Any = None
@@ -41,7 +53,9 @@ async def run_bot(settings: Settings, *, scenario: str | None = None,
         from scenarios import apply_scenario
 
         if settings.puppet.mode != "sandbox":
-            raise ValueError("--scenario loads a playbook into the sandbox; use puppet.mode: sandbox")
+            raise ValueError(
+                "--scenario loads a playbook into the sandbox; use puppet.mode: sandbox"
+            )
         settings = apply_scenario(settings, scenario)
     if settings.puppet.mode == "sandbox":
         from bot.gateway import SandboxGateway, World
@@ -49,7 +63,10 @@ async def run_bot(settings: Settings, *, scenario: str | None = None,
         gateway = SandboxGateway(World.from_spec(sandbox_world_spec(settings)))
         await gateway.start(port=settings.sandbox.port)
         endpoint = gateway.endpoint
-        print(f"sandbox gateway listening on {endpoint} (puppet-service gRPC, loopback only)", flush=True)
+        print(
+            f"sandbox gateway listening on {endpoint} (puppet-service gRPC, loopback only)",
+            flush=True,
+        )
     app = App(settings, endpoint=endpoint)
     app.gateway = gateway
     stop = asyncio.Event()

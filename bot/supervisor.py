@@ -86,8 +86,11 @@ class Supervisor:
         try:
             await self._on_up(conn)
             while True:
-                done, _ = await asyncio.wait({stream, stopper}, timeout=self.watchdog_s / 4,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {stream, stopper},
+                    timeout=self.watchdog_s / 4,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 if stopper in done:
                     return "stopped"
                 if stream in done:
@@ -111,5 +114,5 @@ class Supervisor:
     async def _wait(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._stop.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

@@ -14,7 +14,9 @@ from types import ModuleType
 def import_wechaty() -> ModuleType:
     # Importing wechaty writes a cache dir into the cwd unless CACHE_DIR is set,
     # and logs loudly unless told otherwise.
-    os.environ.setdefault("CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "qunbot-wechaty"))
+    os.environ.setdefault(
+        "CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "qunbot-wechaty")
+    )
     os.environ.setdefault("WECHATY_LOG", "warn")
     from wechaty_puppet.schemas.puppet import PuppetOptions
 

@@ -50,25 +50,43 @@ class Scenario:
 
 
 def names() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files(__package__).iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml")
+        for p in resources.files(__package__).iterdir()
+        if p.name.endswith(".yaml")
+    )
 
 
 def load(name: str) -> Scenario:
     if name not in names():
         raise ValueError(f"unknown scenario {name!r}; available: {', '.join(names())}")
-    raw: dict[str, Any] = yaml.safe_load(resources.files(__package__).joinpath(f"{name}.yaml").read_text("utf-8"))
+    raw: dict[str, Any] = yaml.safe_load(
+        resources.files(__package__).joinpath(f"{name}.yaml").read_text("utf-8")
+    )
     room = raw["room"]
-    steps = tuple(Step(by=s["by"], say=str(s["say"]), private=bool(s.get("private", False)),
-                       expect=tuple(str(e) for e in s.get("expect", ())),
-                       replies=int(s.get("replies", 1)),
-                       expect_silence=bool(s.get("expect_silence", False)), note=s.get("note", ""))
-                  for s in raw["conversation"])
+    steps = tuple(
+        Step(
+            by=s["by"],
+            say=str(s["say"]),
+            private=bool(s.get("private", False)),
+            expect=tuple(str(e) for e in s.get("expect", ())),
+            replies=int(s.get("replies", 1)),
+            expect_silence=bool(s.get("expect_silence", False)),
+            note=s.get("note", ""),
+        )
+        for s in raw["conversation"]
+    )
     return Scenario(
-        name=name, title=raw["title"], room_id=room["id"], topic=room["topic"],
-        welcome=room.get("welcome", ""), quiet_hours=room.get("quiet_hours", ""),
-        manager=raw["manager"], members=dict(raw["members"]),
-        setup=tuple(raw.get("setup", ())), conversation=steps,
+        name=name,
+        title=raw["title"],
+        room_id=room["id"],
+        topic=room["topic"],
+        welcome=room.get("welcome", ""),
+        quiet_hours=room.get("quiet_hours", ""),
+        manager=raw["manager"],
+        members=dict(raw["members"]),
+        setup=tuple(raw.get("setup", ())),
+        conversation=steps,
         announcements=tuple(raw.get("announcements", ())),
     )
 
@@ -78,7 +96,9 @@ def render(text: str, today: date) -> str:
         return (today + timedelta(days=int(m.group(1)))).isoformat()
 
     text = re.sub(r"\{in_days:(\d+)\}", in_days, text)
-    return text.replace("{today}", today.isoformat()).replace("{tomorrow}", (today + timedelta(days=1)).isoformat())
+    return text.replace("{today}", today.isoformat()).replace(
+        "{tomorrow}", (today + timedelta(days=1)).isoformat()
+    )
 
 
 def apply_scenario(settings: Settings, name: str) -> Settings:
@@ -87,8 +107,14 @@ def apply_scenario(settings: Settings, name: str) -> Settings:
     rooms = [r for r in settings.rooms if r.id != sc.room_id]
     room = {"id": sc.room_id, "welcome": sc.welcome, "quiet_hours": sc.quiet_hours}
     sandbox = settings.sandbox.model_dump()
-    sandbox["rooms"] = {**sandbox["rooms"], sc.room_id: {
-        "topic": sc.topic, "owner": sc.manager, "members": {sc.manager: "管理员", **sc.members}}}
+    sandbox["rooms"] = {
+        **sandbox["rooms"],
+        sc.room_id: {
+            "topic": sc.topic,
+            "owner": sc.manager,
+            "members": {sc.manager: "管理员", **sc.members},
+        },
+    }
     data = settings.model_dump()
     data.update(
         rooms=[r.model_dump() for r in rooms] + [room],

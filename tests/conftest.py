@@ -46,8 +46,14 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "rooms": [ROOM, ROOM2],
         "admins": [MANAGER],
         "data_dir": str(data_dir),
-        "send": {"per_room_per_min": 10_000, "global_per_min": 10_000, "daily_cap": 100_000,
-                 "min_interval_ms": 0, "jitter_ms": 0, "cooldown_s": 3600},
+        "send": {
+            "per_room_per_min": 10_000,
+            "global_per_min": 10_000,
+            "daily_cap": 100_000,
+            "min_interval_ms": 0,
+            "jitter_ms": 0,
+            "cooldown_s": 3600,
+        },
         "web": {"enabled": False},
         "puppet": {"watchdog_s": 30},
     }
@@ -65,10 +71,17 @@ class BotHarness:
         self.settings = settings
         self.errors: list[BaseException] = []
         self.app: App | None = None
+        self._app_kwargs: dict[str, Any] = {}
 
     async def start(self, **app_kwargs: Any) -> App:
-        self.app = App(self.settings, endpoint=self.gw.endpoint, on_error=self.errors.append,
-                       backoff_initial=0.05, **app_kwargs)
+        self._app_kwargs = app_kwargs
+        self.app = App(
+            self.settings,
+            endpoint=self.gw.endpoint,
+            on_error=self.errors.append,
+            backoff_initial=0.05,
+            **app_kwargs,
+        )
         self.app.gateway = self.gw
         await self.app.start()
         await self.app.wait_ready()
@@ -83,7 +96,7 @@ class BotHarness:
     async def restart(self) -> App:
         """Stop the bot process and start a new one on the same data directory."""
         await self.stop()
-        return await self.start()
+        return await self.start(**self._app_kwargs)
 
     @property
     def ctx(self) -> Any:
@@ -95,7 +108,9 @@ class BotHarness:
         return self.ctx.store
 
     # --- talking ------------------------------------------------------------
-    async def say(self, text: str, *, by: str = XIAOMING, room: str | None = ROOM, **kw: Any) -> str:
+    async def say(
+        self, text: str, *, by: str = XIAOMING, room: str | None = ROOM, **kw: Any
+    ) -> str:
         """Send a message and wait until the bot has fully handled it and sent what it had to say."""
         assert self.app is not None
         msg_id = await self.gw.say(by, text, room_id=room, **kw)
@@ -103,20 +118,25 @@ class BotHarness:
         await self.app.ctx.outbox.wait_idle()  # type: ignore[union-attr]
         return msg_id
 
-    async def ask(self, text: str, *, by: str = XIAOMING, room: str | None = ROOM, **kw: Any) -> SentMessage:
+    async def ask(
+        self, text: str, *, by: str = XIAOMING, room: str | None = ROOM, **kw: Any
+    ) -> SentMessage:
         """Send a message and return the bot's one reply to it (fails if there is none or several)."""
         replies = await self.replies_to(text, by=by, room=room, **kw)
         assert len(replies) == 1, f"expected one reply to {text!r}, got {[r.text for r in replies]}"
         return replies[0]
 
-    async def replies_to(self, text: str, *, by: str = XIAOMING, room: str | None = ROOM,
-                         **kw: Any) -> list[SentMessage]:
+    async def replies_to(
+        self, text: str, *, by: str = XIAOMING, room: str | None = ROOM, **kw: Any
+    ) -> list[SentMessage]:
         conversation = room or by
         before = len(self.gw.bot_messages(conversation))
         await self.say(text, by=by, room=room, **kw)
         return self.gw.bot_messages(conversation)[before:]
 
-    async def silent(self, text: str, *, by: str = XIAOMING, room: str | None = ROOM, **kw: Any) -> None:
+    async def silent(
+        self, text: str, *, by: str = XIAOMING, room: str | None = ROOM, **kw: Any
+    ) -> None:
         replies = await self.replies_to(text, by=by, room=room, **kw)
         assert replies == [], f"expected silence after {text!r}, got {[r.text for r in replies]}"
 

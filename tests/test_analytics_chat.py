@@ -20,7 +20,6 @@ are incomplete. Messages per day: D1 4, D2 3, D3 2, D4 2, D5 2, D6 1, D7 0, D8 3
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Callable
@@ -54,15 +53,10 @@ def at(day: int, hour: int, minute: int = 0) -> float:
     return datetime.combine(DAY1 + timedelta(days=day - 1), time(hour, minute), TZ).timestamp()
 
 
-async def until(cond: Callable[[], object], within: float = 10.0) -> None:
-    """Wait (bounded) until the bot has processed the join/leave that `cond` checks.
-
-    The App signals handled messages (harness.say waits for those), but not lifecycle events,
-    so this re-checks the store on each short tick; it never stands in for a fixed delay.
-    """
-    async with asyncio.timeout(within):
-        while not cond():  # noqa: ASYNC110 - no event to wait on (see above)
-            await asyncio.sleep(0.01)
+async def until(h: BotHarness, cond: Callable[[], object], within: float = 10.0) -> None:
+    """Wait (bounded) until the bot has processed the join/leave that `cond` checks."""
+    assert h.app is not None
+    await h.app.wait_until(lambda: bool(cond()), within)
 
 
 class Story:
@@ -76,12 +70,12 @@ class Story:
     async def join(self, day: int, hour: int, ids: list[str], **kw: Any) -> None:
         await self.goto(at(day, hour))
         await self.gw.join(ROOM, [(i, NAMES[i]) for i in ids], **kw)
-        await until(lambda: all(self.h.store.members.get(ROOM, i) for i in ids))
+        await until(self.h, lambda: all(self.h.store.members.get(ROOM, i) for i in ids))
 
     async def leave(self, day: int, hour: int, member_id: str) -> None:
         await self.goto(at(day, hour))
         await self.gw.leave(ROOM, [member_id])
-        await until(lambda: self.h.store.members.get(ROOM, member_id).left_ts is not None)
+        await until(self.h, lambda: self.h.store.members.get(ROOM, member_id).left_ts is not None)
 
     async def talk(self, day: int, hour: int, *senders: str) -> None:
         await self.goto(at(day, hour))
@@ -104,7 +98,7 @@ class Story:
         app = self.h.app
         assert app is not None
         await self.gw.stop()
-        await until(lambda: any(o.end_ts is None for o in self.h.store.outages.list()))
+        await until(self.h, lambda: any(o.end_ts is None for o in self.h.store.outages.list()))
         await self.goto(up)
         await self.gw.restart()
         await app.wait_ready()

@@ -16,11 +16,15 @@ from storage.store import Store
 
 def write_config(tmp_path: Path) -> Path:
     cfg = tmp_path / "bot.yaml"
-    cfg.write_text('rooms: ["1@chatroom"]\ndata_dir: ./data\nweb: {enabled: false}\n', encoding="utf-8")
+    cfg.write_text(
+        'rooms: ["1@chatroom"]\ndata_dir: ./data\nweb: {enabled: false}\n', encoding="utf-8"
+    )
     return cfg
 
 
-async def test_backup_then_restore_brings_data_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_backup_then_restore_brings_data_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = write_config(tmp_path)
     store = await Store.open(tmp_path / "data")
     await store.kv.set("greeting", "before")
@@ -44,9 +48,14 @@ async def test_backup_then_restore_brings_data_back(tmp_path: Path, capsys: pyte
 def test_run_starts_sandbox_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--config", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "run", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.stdout is not None
     lines = []
     for line in proc.stdout:  # blocks until the bot prints; ends if it dies

@@ -46,7 +46,9 @@ async def test_forget_needs_confirmation_then_removes_personal_data(bot: BotHarn
     assert bot.store.checkins.days(ROOM, XIAOMING) == ()
 
 
-async def test_opt_in_mode_records_only_after_consent(gateway: SandboxGateway, tmp_path: Path) -> None:
+async def test_opt_in_mode_records_only_after_consent(
+    gateway: SandboxGateway, tmp_path: Path
+) -> None:
     h = BotHarness(gateway, make_settings(tmp_path / "d", privacy={"mode": "opt-in"}))
     await h.start()
     try:
@@ -62,7 +64,9 @@ async def test_opt_in_mode_records_only_after_consent(gateway: SandboxGateway, t
     assert not h.errors
 
 
-async def test_retention_purge_removes_old_activity(gateway: SandboxGateway, tmp_path: Path) -> None:
+async def test_retention_purge_removes_old_activity(
+    gateway: SandboxGateway, tmp_path: Path
+) -> None:
     clock = FakeClock(start=gateway.clock.now())
     h = BotHarness(gateway, make_settings(tmp_path / "d", privacy={"retention_days": 30}))
     await h.start(clock=clock)

@@ -66,9 +66,7 @@ async def test_duplicate_delivery_gets_one_reply(bot: BotHarness) -> None:
     await bot.gw.redeliver(msg_id)
     assert bot.app is not None
     await bot.ctx.outbox.wait_idle()
-    async with asyncio.timeout(10):
-        while bot.app.handled.get(msg_id, 0) < 2:
-            await bot.app._handled_changed.wait()
+    await bot.app.wait_until(lambda: bot.app is not None and bot.app.handled.get(msg_id, 0) >= 2)
     await bot.ctx.outbox.wait_idle()
     assert pongs(bot) == 1
 
@@ -112,9 +110,7 @@ async def test_gateway_restart_reconnects_and_runs_login_work_again(bot: BotHarn
     assert app.logins == 1
     jobs_before = sorted(bot.ctx.scheduler.names())
     await bot.gw.stop()
-    async with asyncio.timeout(10):
-        while app.ready.is_set():
-            await asyncio.sleep(0.01)
+    await app.wait_until(lambda: not app.ready.is_set())
     await bot.gw.restart()
     await app.wait_ready()
     assert app.logins == 2
@@ -130,9 +126,7 @@ async def test_stream_ended_by_service_reconnects(bot: BotHarness) -> None:
     app = bot.app
     assert app is not None
     await bot.gw.end_stream()
-    async with asyncio.timeout(15):
-        while app.logins < 2 or not app.ready.is_set():
-            await asyncio.sleep(0.01)
+    await app.wait_until(lambda: app.logins >= 2 and app.ready.is_set())
     assert (await bot.ask("/ping")).text.endswith("pong")
 
 
@@ -156,9 +150,7 @@ async def test_watchdog_drops_a_silent_stream(world: object, tmp_path: object) -
     try:
         app = await h.start()
         gw.mute = True  # a half-open connection: the stream stays, nothing comes (not even dong)
-        async with asyncio.timeout(10):
-            while app.supervisor is None or app.supervisor.sessions < 2:
-                await asyncio.sleep(0.05)
+        await app.wait_until(lambda: app.supervisor is not None and app.supervisor.sessions >= 2)
         gw.mute = False
         await app.wait_ready()
     finally:
@@ -206,8 +198,18 @@ async def test_unexpected_exception_is_answered_and_fails_the_test(demo_bot: Bot
     demo_bot.errors.clear()  # this test expects it; anywhere else it fails the test
 
 
-@pytest.mark.parametrize("text", ["/" + "x" * 50_000, "/echo " + "9" * 5000, "／／／", "/\u0000\u202e",
-                                  "报名" + "了" * 3000, "@群助手\u2005", "/echo #-1"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/" + "x" * 50_000,
+        "/echo " + "9" * 5000,
+        "／／／",
+        "/\u0000\u202e",
+        "报名" + "了" * 3000,
+        "@群助手\u2005",
+        "/echo #-1",
+    ],
+)
 async def test_strange_input_never_crashes(demo_bot: BotHarness, text: str) -> None:
     await demo_bot.say(text)
     assert (await demo_bot.ask("/ping")).text.endswith("pong")

@@ -5,7 +5,6 @@ A real App on the sandbox gateway with the console on a free port, driven over H
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import stat
@@ -60,11 +59,10 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 SAMPLE = {"kind": "stats", "name": "stats", "action": "pause"}
 
 
-async def until(check: Callable[[], bool]) -> None:
-    """Wait for the bot to record a join/leave event (no completion signal exists for those)."""
-    async with asyncio.timeout(10):
-        while not check():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+async def until(bot: BotHarness, check: Callable[[], bool]) -> None:
+    """Wait for the bot to record a join/leave event."""
+    assert bot.app is not None
+    await bot.app.wait_until(check, 10)
 
 
 def routes(console: Console) -> list[tuple[str, str]]:
@@ -277,7 +275,7 @@ async def test_simulator_api_and_live_socket(bot: BotHarness, console: Console,
         assert (await j.json())["ok"]
         note = await ws.receive_json(timeout=10)
         assert note["type"] == "system" and "小新" in note["text"]
-    await until(lambda: bot.store.members.get(ROOM, "wxid_new1") is not None)
+    await until(bot, lambda: bot.store.members.get(ROOM, "wxid_new1") is not None)
     assert bot.store.members.get(ROOM, "wxid_new1").channel == XIAOMING
     bad = await anon.post("/api/sim/say", headers=BEARER,
                           json={"room": ROOM, "member": "wxid_ghost", "text": "hi"})
@@ -285,4 +283,4 @@ async def test_simulator_api_and_live_socket(bot: BotHarness, console: Console,
     left = await anon.post("/api/sim/leave", headers=BEARER,
                            json={"room": ROOM, "member": "wxid_new1"})
     assert (await left.json())["ok"]
-    await until(lambda: not bot.store.members.get(ROOM, "wxid_new1").present)
+    await until(bot, lambda: not bot.store.members.get(ROOM, "wxid_new1").present)
