@@ -22,6 +22,8 @@ Missed firings (bot down, machine suspended, callback overran)
       grace are coalesced into it, and the most recent occurrence beyond grace,
       if it never fired, is reported once via ``on_missed`` (one report per job,
       not one per missed occurrence).
+    Features route reports of their own jobs with ``on_missed_for(prefix, fn)``
+    (longest prefix wins; the constructor's ``on_missed`` takes the rest).
 
 Design: why not run AsyncIOScheduler itself (option b of the brief)
     APScheduler 3's AsyncIOScheduler reads wall time with ``datetime.now()`` in
@@ -272,6 +274,7 @@ class Scheduler:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._grace = timedelta(seconds=misfire_grace_s)
         self._on_missed = on_missed
+        self._missed_by_prefix: dict[str, MissedFn] = {}
         self._jobs: dict[str, _Job] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._running = False
@@ -300,6 +303,10 @@ class Scheduler:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.wait_idle()
+
+    async def wait_idle(self) -> None:
+        """Until no firing is being handled (claim + callback), e.g. after a clock advance."""
         while self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
@@ -341,6 +348,18 @@ class Scheduler:
         )
         trigger = IntervalTrigger(seconds=seconds, start_date=anchor, timezone=self.tz)
         self._register_repeating(name, "every", trigger, fn, since)
+
+    def on_missed_for(self, prefix: str, fn: MissedFn) -> None:
+        """Report skipped firings of jobs whose name starts with `prefix` to `fn`.
+
+        Each feature registers its own (e.g. "announce:"); the longest matching prefix
+        wins, and jobs no prefix matches go to the constructor's `on_missed`.
+        """
+        if not prefix:
+            raise ValueError("prefix must be non-empty (use on_missed= for a catch-all)")
+        if not _is_async_callable(fn):
+            raise TypeError("on_missed handlers must be async functions")
+        self._missed_by_prefix[prefix] = fn
 
     def remove(self, name: str) -> bool:
         job = self._jobs.pop(name, None)
@@ -467,6 +486,9 @@ class Scheduler:
         except Exception:
             log.exception("scheduled job %s failed (key %s)", job.name, firing.key)
 
+    def _missed_handler(self, name: str) -> MissedFn | None:
+        return _longest_prefix(name, self._missed_by_prefix) or self._on_missed
+
     async def _report_missed(self, firing: Firing) -> None:
         log.warning(
             "scheduled job %s missed its firing at %s (late by %.0f s, grace %.0f s)",
@@ -475,12 +497,18 @@ class Scheduler:
             firing.late_by,
             self._grace.total_seconds(),
         )
-        if self._on_missed is None:
+        handler = self._missed_handler(firing.name)
+        if handler is None:
             return
         try:
-            await self._on_missed(firing)
+            await handler(firing)
         except Exception:
             log.exception("on_missed handler failed for %s", firing.key)
+
+
+def _longest_prefix(name: str, handlers: dict[str, MissedFn]) -> MissedFn | None:
+    best = max((p for p in handlers if name.startswith(p)), key=len, default=None)
+    return handlers[best] if best is not None else None
 
 
 def _is_async_callable(fn: object) -> bool:

@@ -314,6 +314,27 @@ async def test_restart_after_downtime_beyond_grace_skips_and_reports_once() -> N
     assert len(missed.fired) == 2
 
 
+async def test_missed_reports_route_by_name_prefix() -> None:
+    clock = clock_at("2026-11-24 08:30")  # everything below is beyond grace
+    ledger = MemoryLedger()
+    catch_all, announce, hold = Recorder(), Recorder(), Recorder()
+    s = make(clock, ledger, catch_all)
+    s.on_missed_for("announce:", announce)
+    s.on_missed_for("announce:hold:", hold)  # longest prefix wins
+    for name in ("announce:1", "announce:hold:1", "lottery-draw:1"):
+        s.once(name, at("2026-11-24 08:00"), Recorder())
+    await s.start()
+    await settle()
+    await s.shutdown()
+    assert announce.names() == ["announce:1"]
+    assert hold.names() == ["announce:hold:1"]
+    assert catch_all.names() == ["lottery-draw:1"]
+    with pytest.raises(ValueError):
+        s.on_missed_for("", announce)
+    with pytest.raises(TypeError):
+        s.on_missed_for("x:", lambda f: None)  # type: ignore[arg-type,return-value]
+
+
 async def test_long_downtime_cron_fires_latest_and_reports_older_once() -> None:
     clock = clock_at("2026-11-24 08:05")
     ledger = MemoryLedger()
