@@ -916,9 +916,20 @@ class _Server(Server):
             self._token, self._mapping, self._codec, self._status_details_codec, self.__dispatch__
         )
         self._handlers.add(handler)
-        protocol = H2Protocol(handler, self._config, self._h2_config)
+        protocol = _NoDelayH2Protocol(handler, self._config, self._h2_config)
         self.protocols.add(protocol)
         return protocol
+
+
+class _NoDelayH2Protocol(H2Protocol):
+    """Small HTTP/2 frames must leave at once: with Nagle on, every unary call waits for
+    the peer's delayed ACK (about 40 ms per RPC measured here, against under 1 ms)."""
+
+    def connection_made(self, transport: Any) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
 
 
 def _serve_unary(fn: _Unary) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
