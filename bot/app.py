@@ -103,12 +103,13 @@ class App:
     # --- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        # The store's flush timer runs on real time: its 2 s bound is about crashes, not about
+        # the app's (possibly simulated) clock; days come from the timestamps it is given.
         self.store = await Store.open(
             s.data_dir,
             tz=s.timezone,
             backup_keep=s.backup_keep,
             flush_s=s.activity_flush_s,
-            clock=self.clock,
         )
         outbox = Outbox(
             self._send,

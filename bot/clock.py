@@ -10,6 +10,10 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    # A long wait re-reads the time at least this often: the wall clock can jump
+    # (NTP, suspend) while the loop's monotonic timers do not notice.
+    recheck_s: float
+
     def now(self) -> float:
         """Epoch seconds."""
 
@@ -17,6 +21,8 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    recheck_s = 60.0
+
     def now(self) -> float:
         return time.time()
 
@@ -30,6 +36,8 @@ class FakeClock:
     `sleep()` blocks until `advance()` moves time past its deadline; sleepers wake
     in deadline order and each gets a chance to run before time moves on.
     """
+
+    recheck_s = float("inf")  # time only moves through advance(), which wakes every due sleeper
 
     def __init__(self, start: float = 1_800_000_000.0) -> None:
         self._now = start

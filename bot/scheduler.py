@@ -89,7 +89,6 @@ __all__ = [
 
 _US = timedelta(microseconds=1)
 _DUE_EPSILON_S = 1e-6  # float slack when comparing clock seconds with fire times
-_MAX_SLEEP_S = 60.0  # re-read the clock at least this often (wall-clock jumps, suspend)
 _MAX_COALESCE_CLAIMS = 1000
 
 
@@ -450,7 +449,7 @@ class Scheduler:
     async def _sleep_until(self, t: datetime) -> None:
         target = t.timestamp()
         while (remaining := target - self._clock.now()) > _DUE_EPSILON_S:
-            await self._clock.sleep(min(remaining, _MAX_SLEEP_S))
+            await self._clock.sleep(min(remaining, self._clock.recheck_s))
 
     async def _handle_due(self, job: _Job, lower: datetime | None, now: datetime) -> None:
         """Deal with every occurrence in [lower, now]: fire the latest within grace
