@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -144,6 +145,17 @@ class AnnouncementSettings(_Strict):
             raise ValueError(
                 'give exactly one of `at: "YYYY-MM-DD HH:MM"` or `cron: "m h dom mon dow"`'
             )
+        if self.at:
+            try:
+                datetime.strptime(self.at, "%Y-%m-%d %H:%M")
+            except ValueError:
+                raise ValueError(
+                    '`at` must be "YYYY-MM-DD HH:MM", e.g. "2026-12-01 09:00"'
+                ) from None
+        if self.cron:
+            from bot.scheduler import parse_cron  # the same parser the scheduler uses
+
+            parse_cron(self.cron, ZoneInfo("UTC"))  # raises a readable ValueError
         return self
 
 
@@ -191,6 +203,16 @@ class Settings(_Strict):
                 f"puppet.endpoint: service mode needs host:port (in bot.yaml or ${ENV_ENDPOINT}); "
                 "qunbot never asks an internet discovery service"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _announcements_target_served_rooms(self) -> Settings:
+        served = {r.id for r in self.rooms} | {r.topic for r in self.rooms}
+        for i, a in enumerate(self.announcements):
+            if a.room not in served:
+                raise ValueError(
+                    f"announcements[{i}].room: {a.room!r} is not in `rooms` (use a served room's id)"
+                )
         return self
 
     @property
@@ -245,7 +267,7 @@ def explain(err: ValidationError) -> list[str]:
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling against SPEC.md section 11)"
         # Cross-key checks at the top level already name their key in the message.
-        lines.append(msg if not e["loc"] and re.match(r"^[\w.]+: ", msg) else f"{path}: {msg}")
+        lines.append(msg if not e["loc"] and re.match(r"^[\w.\[\]]+: ", msg) else f"{path}: {msg}")
     return lines
 
 

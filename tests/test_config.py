@@ -75,6 +75,27 @@ def test_rooms_as_strings_and_mappings() -> None:
             "puppet.endpoint: must be host:port",
         ),
         ([1, 2], "(top level): must be a mapping"),
+        (
+            {
+                "rooms": ["1@chatroom"],
+                "announcements": [{"room": "1@chatroom", "text": "x", "at": "tomorrow"}],
+            },
+            'announcements[0]: `at` must be "YYYY-MM-DD HH:MM"',
+        ),
+        (
+            {
+                "rooms": ["1@chatroom"],
+                "announcements": [{"room": "1@chatroom", "text": "x", "cron": "0 25 * * *"}],
+            },
+            "announcements[0]: ",
+        ),
+        (
+            {
+                "rooms": ["1@chatroom"],
+                "announcements": [{"room": "2@chatroom", "text": "x", "at": "2026-01-01 09:00"}],
+            },
+            "announcements[0].room: '2@chatroom' is not in `rooms`",
+        ),
     ],
 )
 def test_errors_name_the_key_and_what_is_allowed(raw: object, expected: str) -> None:
