@@ -23,6 +23,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qunbot")
 
+UNDO_WINDOW_S = 600.0  # /undo reaches back this far
+OWNER_CACHE_S = 60.0  # a room owner rarely changes; asking the service on every command is waste
+
+
+@dataclass(frozen=True)
+class UndoRecord:
+    command: str  # the command text that reverses the action, e.g. "/admin add wxid_x"
+    description: str  # what was done, for the /undo reply, e.g. "移除管理员 小明"
+    ts: float
+
+
+def _undo_key(room_id: str, actor_id: str) -> str:
+    return f"undo:{room_id}:{actor_id}"
+
 
 class RoomDirectory(Protocol):
     """Live room facts from WeChat (the adapter, through the service)."""
@@ -47,6 +61,8 @@ class Context:
     on_error: Callable[[BaseException], None] | None = None
     services: dict[str, Any] = field(default_factory=dict)  # feature singletons, e.g. the FAQ index
     _room_topics: dict[str, str] = field(default_factory=dict)
+    # room -> (owner, when asked)
+    _owners: dict[str, tuple[str | None, float]] = field(default_factory=dict)
 
     # --- sending -------------------------------------------------------------
     def send(self, out: Outgoing) -> None:
@@ -85,23 +101,93 @@ class Context:
                 return rec.name
         return member_id
 
+    def is_global_manager(self, sender_id: str) -> bool:
+        return sender_id in self.settings.admins
+
     async def is_manager(self, sender_id: str, room_id: str | None) -> bool:
-        if sender_id in self.settings.admins:
+        """Global manager anywhere; admin of room_id (stored, or its WeChat owner if configured)."""
+        if self.is_global_manager(sender_id):
             return True
         if room_id is None:
             return False
         if self.store.admins.is_admin(room_id, sender_id):
             return True
-        if self.settings.room_owner_is_admin and self.directory is not None:
-            return await self.directory.room_owner(room_id) == sender_id
+        if self.settings.room_owner_is_admin:
+            return await self.room_owner(room_id) == sender_id
         return False
 
+    async def room_owner(self, room_id: str) -> str | None:
+        """The room's WeChat owner from the service (cached briefly: every command asks)."""
+        now = self.clock.now()
+        hit = self._owners.get(room_id)
+        if hit is not None and now - hit[1] < OWNER_CACHE_S:
+            return hit[0]
+        if self.directory is None:
+            return None
+        try:
+            owner = await self.directory.room_owner(room_id)
+        except Exception as e:  # noqa: BLE001 - disconnected: nobody is owner-admin until it answers
+            log.warning("cannot read the owner of %s: %r", room_id, e)
+            return None
+        self._owners[room_id] = (owner, now)
+        return owner
+
+    async def managed_rooms(self, sender_id: str) -> list[str]:
+        """The served rooms this sender may manage (all of them for a global manager)."""
+        return [r for r in sorted(self.served_rooms()) if await self.is_manager(sender_id, r)]
+
     async def chosen_room(self, manager_id: str) -> str | None:
+        """The room a manager chose with /use (private chat); None if none or no longer served."""
         room = self.store.kv.get(f"use:{manager_id}")
         return room if isinstance(room, str) and self.serves(room) else None
 
+    async def choose_room(self, manager_id: str, room_id: str | None) -> None:
+        if room_id is None:
+            await self.store.kv.delete(f"use:{manager_id}")
+        else:
+            await self.store.kv.set(f"use:{manager_id}", room_id)
+
+    def find_rooms(self, query: str) -> list[str]:
+        """Served rooms named by `query`: exact id, else exact topic, else topics containing it."""
+        q = query.strip()
+        rooms = sorted(self.served_rooms())
+        if q in rooms:
+            return [q]
+        topics = {r: self.room_name(r) for r in rooms}
+        exact = [r for r in rooms if topics[r] == q]
+        if exact:
+            return exact
+        low = q.casefold()
+        return [r for r in rooms if low and low in topics[r].casefold()]
+
     async def audit(self, actor_id: str, room_id: str | None, command: str, result: str) -> None:
-        await self.store.audit.append(actor_id, room_id, command[:500], result[:500], self.clock.now())
+        await self.store.audit.append(actor_id, room_id, command[:500], result[:500],
+                                      self.clock.now())
+
+    # --- undo ---------------------------------------------------------------
+    # A destructive command records the command that reverses it, as text, in the kv repo
+    # (durable across restarts): `await req.remember_undo("/admin add wxid_x", "移除管理员 小明")`.
+    # `/undo` (handlers/admin.py) takes the record of this manager in this room, if younger
+    # than UNDO_WINDOW_S, and dispatches the text again as the same manager, so permission
+    # checks and the audit log apply to the undo like to any command. One record per
+    # (room, manager): a newer destructive command replaces the older record.
+    async def remember_undo(self, actor_id: str, room_id: str, command: str,
+                            description: str) -> None:
+        rec = {"command": command, "description": description, "ts": self.clock.now()}
+        await self.store.kv.set(_undo_key(room_id, actor_id), rec)
+
+    def pending_undo(self, actor_id: str, room_id: str) -> UndoRecord | None:
+        """The undo record of this manager in this room, if still within the window."""
+        rec = self.store.kv.get(_undo_key(room_id, actor_id))
+        if not isinstance(rec, dict) or self.clock.now() - float(rec.get("ts", 0)) > UNDO_WINDOW_S:
+            return None
+        return UndoRecord(str(rec["command"]), str(rec["description"]), float(rec["ts"]))
+
+    async def take_undo(self, actor_id: str, room_id: str) -> UndoRecord | None:
+        """Remove and return the pending record (durably first, so an undo runs at most once)."""
+        rec = self.pending_undo(actor_id, room_id)
+        await self.store.kv.delete(_undo_key(room_id, actor_id))
+        return rec
 
     def report_error(self, exc: BaseException) -> None:
         if self.on_error is not None:
@@ -112,7 +198,8 @@ class Context:
         return datetime.fromtimestamp(self.clock.now(), self.settings.tz)
 
     def local_day(self, ts: float | None = None) -> date:
-        return datetime.fromtimestamp(self.clock.now() if ts is None else ts, self.settings.tz).date()
+        when = self.clock.now() if ts is None else ts
+        return datetime.fromtimestamp(when, self.settings.tz).date()
 
 
 AsyncFn = Callable[[], Awaitable[None]]
