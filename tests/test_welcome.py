@@ -63,7 +63,7 @@ async def room(tmp_path: Path) -> AsyncIterator[Room]:
 
 async def test_single_join_with_template_fields(room: Room) -> None:
     await room.join(["wxid_new01"], inviter_id=XIAOMING)
-    await until(lambda: room.pending() == {"wxid_new01"})
+    await until(room.h, lambda: room.pending() == {"wxid_new01"})
     assert room.welcomes() == []  # batched: nothing before the window closes
     await room.window_passes()
     # {name}, {room} (the topic), {inviter} (a name, not an id); unknown fields stay as written
@@ -75,7 +75,7 @@ async def test_single_join_with_template_fields(room: Room) -> None:
 
 async def test_qr_code_join_names_the_channel(room: Room) -> None:
     await room.join(["wxid_new02"], qrcode=True)
-    await until(lambda: room.pending())
+    await until(room.h, lambda: room.pending())
     await room.window_passes()
     assert room.welcomes() == ["欢迎 新人02 加入 健身打卡群！邀请人：扫码 {unknown}"]
 
@@ -84,7 +84,7 @@ async def test_ten_joins_at_once_get_one_welcome_naming_all(room: Room) -> None:
     ids = [f"wxid_wave{k:02d}" for k in range(10)]
     for member_id in ids:  # ten separate join events in the same moment
         await room.join([member_id], inviter_id=XIAOMING)
-    await until(lambda: room.pending() == set(ids))
+    await until(room.h, lambda: room.pending() == set(ids))
     await room.window_passes()
     texts = room.welcomes()
     assert len(texts) == 1
@@ -93,7 +93,7 @@ async def test_ten_joins_at_once_get_one_welcome_naming_all(room: Room) -> None:
     assert texts[0].count("、") == 9
     # the next join opens a new window: a new welcome for the newcomer only
     await room.join(["wxid_late01"])
-    await until(lambda: room.pending())
+    await until(room.h, lambda: room.pending())
     await room.window_passes()
     assert room.welcomes()[1] == "欢迎 新人01 加入 健身打卡群！邀请人： {unknown}"
 
@@ -101,7 +101,7 @@ async def test_ten_joins_at_once_get_one_welcome_naming_all(room: Room) -> None:
 async def test_no_welcome_for_the_bot_or_without_template(room: Room) -> None:
     await room.gw.join(ROOM, [(BOT_ID, "群助手")], inviter_id=XIAOMING)
     await room.gw.join(ROOM2, [("wxid_new03", "新人03")], inviter_id=XIAOMING)
-    await until(lambda: room.h.store.members.get(ROOM2, "wxid_new03") is not None)
+    await until(room.h, lambda: room.h.store.members.get(ROOM2, "wxid_new03") is not None)
     await room.window_passes()
     assert room.pending() == set() and room.pending(ROOM2) == set()
     assert room.welcomes() == [] and room.welcomes(ROOM2) == []
@@ -109,7 +109,7 @@ async def test_no_welcome_for_the_bot_or_without_template(room: Room) -> None:
 
 async def test_old_replayed_join_is_not_welcomed(room: Room) -> None:
     await room.join(["wxid_old01"], timestamp=START - 3600)
-    await until(lambda: room.h.store.members.get(ROOM, "wxid_old01") is not None)
+    await until(room.h, lambda: room.h.store.members.get(ROOM, "wxid_old01") is not None)
     await room.window_passes()
     assert room.welcomes() == []
 
@@ -120,12 +120,12 @@ async def test_welcome_waiting_in_the_governor_absorbs_the_next_wave(tmp_path: P
     r = Room(h, clock)
     try:
         await r.join(["wxid_a01", "wxid_a02"], inviter_id=XIAOMING)
-        await until(lambda: r.pending() == {"wxid_a01", "wxid_a02"})
+        await until(r.h, lambda: r.pending() == {"wxid_a01", "wxid_a02"})
         await clock.advance(BATCH_S)
         await settle()
         assert h.ctx.outbox.stats().queued.get(ROOM) == 1  # the first welcome waits its turn
         await r.join(["wxid_b03"], qrcode=True)
-        await until(lambda: len(r.pending()) == 3)
+        await until(r.h, lambda: len(r.pending()) == 3)
         await clock.advance(BATCH_S)
         await settle()
         assert h.ctx.outbox.stats().queued.get(ROOM) == 1  # replaced, not added
