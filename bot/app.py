@@ -98,6 +98,8 @@ class App:
         # message id -> times it reached handle(), answered or ignored (tests, console)
         self.handled: dict[str, int] = {}
         self.events_handled = 0  # every event, messages and lifecycle alike
+        self._in_flight = 0  # events being handled right now
+        self._stopping = False
         self._changed = asyncio.Event()  # replaced on every change: see _poke
 
     # --- lifecycle ----------------------------------------------------------
@@ -161,10 +163,14 @@ class App:
             with contextlib.suppress(asyncio.TimeoutError):
                 # Real time, not the app clock: a test's FakeClock must not stall shutdown.
                 await asyncio.wait_for(self.ctx.outbox.wait_idle(), timeout=5)
+        self._stopping = True
         if self.supervisor:
             self.supervisor.stop()
         if self._run_task:
             await self._run_task
+        # Let events already being handled finish their writes before storage closes.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await self.wait_until(lambda: self._in_flight == 0, timeout=10)
         if self.ctx:
             await self.ctx.outbox.stop(drain_timeout=0)
         if self.store and not any(o.end_ts is None for o in self.store.outages.list()):
@@ -222,9 +228,13 @@ class App:
         await self.handle(event)
 
     async def handle(self, event: Event) -> None:
+        if self._stopping:
+            return  # the service may still deliver while we disconnect; storage is closing
+        self._in_flight += 1
         try:
             await self._handle(event)
         finally:
+            self._in_flight -= 1
             if isinstance(event, Incoming):
                 self.handled[event.msg_id] = self.handled.get(event.msg_id, 0) + 1
             self.events_handled += 1
