@@ -663,12 +663,8 @@ async def announce_del(req: Request) -> None:
     for h in repo(req.ctx).holds(a.uid):
         req.ctx.scheduler.remove(HOLD_PREFIX + h.key)
     await repo(req.ctx).delete(a)
-    await req.reply(
-        req.t(
-            f"已删除公告 #{a.n}。如需重新创建，发送：\n{recreate_command(a)}",
-            f"Deleted announcement #{a.n}. To create it again, send:\n{recreate_command(a)}",
-        )
-    )
+    hint = await req.remember_undo(recreate_command(a), f"/announce del {a.n}")
+    await req.reply(req.t(f"已删除公告 #{a.n}。", f"Deleted announcement #{a.n}. ") + hint)
 
 
 @router.command(

@@ -546,12 +546,8 @@ async def faq_del(req: Request) -> None:
     _entry_or_fail(req, room, num)
     entry = await service(req.ctx).delete(room, num)
     assert entry is not None
-    await req.reply(
-        req.t(
-            f"已删除 {_label(req, entry)}。要恢复，发送：\n{_add_command(entry)}",
-            f"Deleted {_label(req, entry)}. To restore it, send:\n{_add_command(entry)}",
-        )
-    )
+    hint = await req.remember_undo(_add_command(entry), f"/faq del {num}")
+    await req.reply(req.t(f"已删除 {_label(req, entry)}。", f"Deleted {_label(req, entry)}. ") + hint)
 
 
 @router.command(
