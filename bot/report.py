@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +23,7 @@ from bot.analytics import Report, RoomData
 from bot.clock import Clock
 from bot.config import Settings
 from storage import layout
+from storage.days import DaySet, ds_days
 from storage.store import Store
 
 Kind = Literal["stats", "retention", "funnel", "invites"]
@@ -51,13 +52,36 @@ def room_data(
     return RoomData(
         room_id=room_id,
         members=store.members.list(room_id),
-        active_days=store.activity.active_days(room_id),
+        active_days=LazyDays(store.activity.day_sets(room_id)),
         room_messages=store.activity.room_messages(room_id),
         outages=store.outages.list(),
         excluded_ids=excluded_ids(settings, self_id),
         tz=settings.timezone,
         room_name=room_name,
     )
+
+
+class LazyDays(Mapping[str, Sequence[int]]):
+    """member id -> active day ordinals, decoded from the store's compact sets on first use.
+
+    `room_data` runs on the event loop and only copies the sets; the decoding happens
+    where the report is built (a worker thread), so a big room never stalls chat."""
+
+    def __init__(self, sets: Mapping[str, DaySet]) -> None:
+        self._sets = sets
+        self._decoded: dict[str, tuple[int, ...]] = {}
+
+    def __getitem__(self, member_id: str) -> tuple[int, ...]:
+        days = self._decoded.get(member_id)
+        if days is None:
+            days = self._decoded[member_id] = ds_days(self._sets[member_id])
+        return days
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sets)
+
+    def __len__(self) -> int:
+        return len(self._sets)
 
 
 def today(clock: Clock, settings: Settings) -> int:

@@ -156,6 +156,12 @@ class ActivityRepo:
                     out[m] = ds_days(recent)
         return out
 
+    def day_sets(self, room_id: str) -> dict[str, DaySet]:
+        """The room's compact day sets, copied (cheap: immutable pairs). Decoding a full year
+        of a big room takes tens of ms, so readers decode them off the event loop
+        (`ds_days` per member, e.g. in a worker thread)."""
+        return dict(self._st.rooms.get(room_id, {}))
+
     def member_days(self, room_id: str, member_id: str) -> tuple[int, ...]:
         return ds_days(self._st.rooms.get(room_id, {}).get(member_id))
 
