@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from bot.clock import FakeClock
-from bot.lottery_math import verify_cli
 from bot.events import MemberForgotten
 from bot.gateway import SandboxGateway, SentMessage, World
+from bot.lottery_math import verify_cli
 from handlers import lottery as lottery_handlers
 from handlers.lottery import parse_require, settle
 from storage.lotteries import Conditions, LotteryRepo, member_summary
