@@ -37,6 +37,9 @@ from storage.store import Store
 
 log = logging.getLogger("qunbot")
 
+ALIVE_KEY = "alive_ts"
+ALIVE_EVERY_S = 60.0
+
 
 def feature_routers() -> list[Router]:
     """Every feature, in dispatch order (commands are unique; fallbacks run in this order)."""
@@ -138,6 +141,8 @@ class App:
         self.ctx.services["dispatcher"] = self.dispatcher
         self.ctx.services["app"] = self
         await outbox.start()
+        await self._mark_crash_outage()
+        self.spawn(self._alive())
         for hook in self.dispatcher.startups():
             await hook(self.ctx)
         await scheduler.start()
@@ -182,6 +187,23 @@ class App:
         if self.store:
             await self.store.close()
         log.info("bot stopped")
+
+    async def _mark_crash_outage(self) -> None:
+        """A clean stop records an outage; a crash (kill -9, power loss) cannot. The last
+        "alive" mark tells since when nobody listened, so those days are flagged too."""
+        assert self.store is not None
+        alive = self.store.kv.get(ALIVE_KEY)
+        if isinstance(alive, int | float) and not any(
+            o.end_ts is None for o in self.store.outages.list()
+        ):
+            await self.store.outages.open(float(alive))
+            log.warning("the previous run ended without a clean stop; offline since %.0f", alive)
+
+    async def _alive(self) -> None:
+        assert self.store is not None
+        while True:
+            await self.store.kv.set(ALIVE_KEY, self.clock.now())
+            await asyncio.sleep(ALIVE_EVERY_S)  # real time: it bounds what a crash can hide
 
     def _connect(self) -> Conn:
         token = self.settings.puppet.token.get_secret_value()

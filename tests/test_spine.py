@@ -218,3 +218,24 @@ async def test_strange_input_never_crashes(demo_bot: BotHarness, text: str) -> N
 async def test_second_room_served_independently(bot: BotHarness) -> None:
     assert (await bot.ask("/ping", room=ROOM2)).conversation_id == ROOM2
     await bot.silent("今天天气不错", by=XIAOHONG)
+
+
+async def test_a_crash_is_flagged_from_the_last_alive_mark(bot: BotHarness) -> None:
+    app = bot.app
+    assert app is not None
+    alive = bot.store.kv.get("alive_ts")
+    assert isinstance(alive, float)
+    # A crash: the process ends without App.stop(), so no outage is written at the end.
+    app.supervisor.stop()  # type: ignore[union-attr]
+    await app._run_task  # type: ignore[misc]
+    for t in list(app._tasks):
+        t.cancel()
+    await bot.ctx.outbox.stop(drain_timeout=0)
+    await bot.ctx.scheduler.shutdown()
+    await bot.store.close()
+    assert not any(o.end_ts is None for o in bot.store.outages.list())
+    bot.app = None
+    await bot.start()
+    outages = bot.store.outages.list()
+    assert [o.start_ts for o in outages] == [alive]
+    assert outages[0].end_ts is not None  # closed at the new login
