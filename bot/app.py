@@ -24,6 +24,7 @@ from bot.events import (
     Event,
     Incoming,
     LoggedIn,
+    LoggedOut,
     MemberJoined,
     MemberLeft,
     Outgoing,
@@ -38,6 +39,7 @@ from storage.store import Store
 log = logging.getLogger("qunbot")
 
 ALIVE_KEY = "alive_ts"
+STOP_DRAIN_S = 15.0  # a clean stop waits this long for queued messages (governor pace: ~2 s each)
 ALIVE_EVERY_S = 60.0
 
 
@@ -156,27 +158,33 @@ class App:
             rng=self.rng,
         )
         self._run_task = asyncio.create_task(self.supervisor.run(), name="supervisor")
+        self._run_task.add_done_callback(self._supervisor_ended)
         log.info(
             "bot started: endpoint=%s rooms=%d data_dir=%s", self.endpoint, len(s.rooms), s.data_dir
         )
 
     async def stop(self) -> None:
-        """Reverse of start: no new firings, deliver what is queued while still connected,
-        then disconnect and close storage."""
+        """Reverse of start: refuse new events and firings, let handlers in flight finish,
+        deliver what is queued while still connected, then disconnect and close storage."""
+        self._stopping = True
         if self.ctx:
             await self.ctx.scheduler.shutdown()
+        # Real time, not the app clock: a test's FakeClock must not stall shutdown.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await self.wait_until(lambda: self._in_flight == 0, timeout=10)
+        if self.ctx:
             with contextlib.suppress(asyncio.TimeoutError):
-                # Real time, not the app clock: a test's FakeClock must not stall shutdown.
-                await asyncio.wait_for(self.ctx.outbox.wait_idle(), timeout=5)
-        self._stopping = True
+                await asyncio.wait_for(self.ctx.outbox.wait_idle(), timeout=STOP_DRAIN_S)
         if self.supervisor:
             self.supervisor.stop()
         if self._run_task:
             await self._run_task
-        # Let events already being handled finish their writes before storage closes.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await self.wait_until(lambda: self._in_flight == 0, timeout=10)
         if self.ctx:
+            left = sum(self.ctx.outbox.stats().queued.values())
+            if left:
+                log.warning(
+                    "stopping with %d unsent message(s) in the queue; they are dropped", left
+                )
             await self.ctx.outbox.stop(drain_timeout=0)
         if self.store and not any(o.end_ts is None for o in self.store.outages.list()):
             # Not listening until the next login: those days are incomplete in reports.
@@ -187,6 +195,15 @@ class App:
         if self.store:
             await self.store.close()
         log.info("bot stopped")
+
+    def _supervisor_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self._stopping:
+            exc = task.exception()
+            assert exc is not None
+            log.critical(
+                "the connection supervisor died; the bot no longer reconnects", exc_info=exc
+            )
+            self._error(exc)
 
     async def _mark_crash_outage(self) -> None:
         """A clean stop records an outage; a crash (kill -9, power loss) cannot. The last
@@ -224,9 +241,8 @@ class App:
             log.warning("disconnected: %s", reason)
 
     async def _send(self, out: Outgoing) -> str:
-        if not self.ready.is_set():
-            # Hold the queue while disconnected rather than burn retries: nothing can be sent anyway.
-            await asyncio.wait_for(self.ready.wait(), timeout=600)
+        # Hold the queue while disconnected (however long) rather than burn retries.
+        await self.ready.wait()
         conn = self.supervisor.current if self.supervisor else None
         if not isinstance(conn, Connection):
             raise ConnectionError("not connected")
@@ -269,7 +285,17 @@ class App:
             await self._hygiene_then_dispatch(event, ctx)
             return
         if isinstance(event, LoggedIn):
-            await self._login(event, ctx)
+            try:
+                await self._login(event, ctx)
+            except Exception as exc:  # noqa: BLE001 - login work must not leave the bot mute
+                log.exception("login work failed")
+                self._error(exc)
+        elif isinstance(event, LoggedOut):
+            # The account was logged out: nothing can be sent on this session. Record the
+            # outage and start a fresh connection, whose login runs the login work again.
+            await self._down(f"logged out ({event.self_id})")
+            if self.supervisor:
+                self.supervisor.drop()
         elif isinstance(event, MemberJoined | MemberLeft | RoomTopicChanged):
             if not ctx.serves(event.room_id):
                 return
@@ -352,7 +378,12 @@ class App:
         by_topic = [r for r in self.settings.rooms if not r.id and r.topic]
         ids = set(self.settings.room_ids)
         if by_topic and directory is not None and isinstance(directory, Connection):
-            topics = {await directory.room_topic(rid): rid for rid in await directory.room_ids()}
+            topics = {}
+            for rid in await directory.room_ids():
+                try:
+                    topics[await directory.room_topic(rid)] = rid
+                except Exception as e:  # noqa: BLE001 - one unreadable room must not stop login
+                    log.warning("cannot read the topic of room %s: %r", rid, e)
             for r in by_topic:
                 if r.topic in topics:
                     ids.add(topics[r.topic])
@@ -363,6 +394,14 @@ class App:
                     )
                 else:
                     log.warning("room with topic %r not found; it is not served", r.topic)
+            # From now on the room's settings (welcome, quiet hours, notice) are found by id.
+            rooms = [
+                r.model_copy(update={"id": topics[r.topic]})
+                if not r.id and r.topic in topics
+                else r
+                for r in self.settings.rooms
+            ]
+            self.settings = ctx.settings = self.settings.model_copy(update={"rooms": rooms})
         ctx.services["resolved_rooms"] = frozenset(ids)
 
     async def _sync_members(self, ctx: Context) -> None:

@@ -207,11 +207,12 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _announcements_target_served_rooms(self) -> Settings:
-        served = {r.id for r in self.rooms} | {r.topic for r in self.rooms}
+        served = {r.id for r in self.rooms if r.id}
         for i, a in enumerate(self.announcements):
             if a.room not in served:
                 raise ValueError(
-                    f"announcements[{i}].room: {a.room!r} is not in `rooms` (use a served room's id)"
+                    f"announcements[{i}].room: {a.room!r} is not the id of a room in `rooms` "
+                    "(topics are only resolved at login, so announcements need the id)"
                 )
         return self
 

@@ -100,8 +100,14 @@ class Request:
     def t(self, zh: str, en: str) -> str:
         return zh if self.lang == "zh" else en
 
-    async def reply(self, text: str, *, mention: bool | None = None,
-                    priority: Priority | None = None, coalesce_key: str | None = None) -> None:
+    async def reply(
+        self,
+        text: str,
+        *,
+        mention: bool | None = None,
+        priority: Priority | None = None,
+        coalesce_key: str | None = None,
+    ) -> None:
         """Answer in the conversation the message came from; in a group @mention the sender."""
         msg = self.msg
         if mention is None:
@@ -111,13 +117,15 @@ class Request:
         self.replies.append(text)
         if self.capture:
             return
-        self.ctx.send(Outgoing(
-            conversation_id=msg.conversation_id,
-            text=text,
-            mention_ids=(msg.sender_id,) if mention and msg.room_id else (),
-            priority=priority,
-            coalesce_key=coalesce_key,
-        ))
+        self.ctx.send(
+            Outgoing(
+                conversation_id=msg.conversation_id,
+                text=text,
+                mention_ids=(msg.sender_id,) if mention and msg.room_id else (),
+                priority=priority,
+                coalesce_key=coalesce_key,
+            )
+        )
 
     async def remember_undo(self, inverse: str, description: str) -> str:
         """Record `inverse` (command text that reverses what was just done) for /undo by this
@@ -125,12 +133,15 @@ class Request:
         if self.room_id is None:
             return ""
         await self.ctx.remember_undo(self.msg.sender_id, self.room_id, inverse, description)
-        return self.t(f"撤销：10 分钟内发 /undo，或发送 {inverse}",
-                      f"To undo: /undo within 10 minutes, or send {inverse}")
+        return self.t(
+            f"撤销：10 分钟内发 /undo，或发送 {inverse}",
+            f"To undo: /undo within 10 minutes, or send {inverse}",
+        )
 
     def int_arg(self, value: str, what: str = "N") -> int:
-        v = value.strip().lstrip("#")
-        if not v.isdigit() or len(v) > 9:
+        v = width_fold(value).strip().lstrip("#")
+        # isdecimal, not isdigit: "²" or "①" are digits that int() refuses.
+        if not v.isdecimal() or len(v) > 9:
             raise UsageError(self.t(f"{what} 应为数字", f"{what} must be a number"))
         return int(v)
 
@@ -158,17 +169,28 @@ class Router:
         def register(fn: Listener) -> Listener:
             self.listeners.append((event_type, fn))
             return fn
+
         return register
 
     def startup(self, fn: Startup) -> Startup:
         self.startups.append(fn)
         return fn
 
-    def command(self, name: str, *, usage: str, zh: str, en: str, aliases: Sequence[str] = (),
-                admin: bool = False, where: Where = "room") -> Callable[[Handler], Handler]:
+    def command(
+        self,
+        name: str,
+        *,
+        usage: str,
+        zh: str,
+        en: str,
+        aliases: Sequence[str] = (),
+        admin: bool = False,
+        where: Where = "room",
+    ) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
             self.commands.append(Command(name, fn, usage, zh, en, tuple(aliases), admin, where))
             return fn
+
         return register
 
     def fallback(self, fn: Fallback) -> Fallback:
@@ -202,13 +224,13 @@ def strip_mention(text: str, self_name: str, mentions_self: bool) -> tuple[str, 
     for sep in (AT_SEPARATOR, " ", "\u00a0"):
         prefix = f"@{self_name}{sep}"
         if self_name and text.startswith(prefix):
-            return text[len(prefix):].lstrip(), True
+            return text[len(prefix) :].lstrip(), True
     if mentions_self:
         # The service says we were mentioned but the name differs (alias in group): cut the
         # first token.
         m = re.match(r"@[^\u2005\s]+[\u2005\s]+", text)
         if m:
-            return text[m.end():].lstrip(), True
+            return text[m.end() :].lstrip(), True
     return text, False
 
 
@@ -223,10 +245,18 @@ class Dispatcher:
         # Longest first, so "faq add" wins over "faq" and "取消报名" over "报名".
         by_name = sorted(self.commands, key=lambda c: -len(c.name))
         # "faq add" also matches "faq  add" and "FAQ add"; a name ends at whitespace or the end.
-        self._patterns = [(re.compile(r"\s+".join(map(re.escape, c.name.split())) + r"(?=\s|$)",
-                                      re.IGNORECASE), c) for c in by_name]
-        self._aliases = sorted(((a, c) for c in self.commands for a in c.aliases),
-                               key=lambda p: -len(p[0]))
+        self._patterns = [
+            (
+                re.compile(
+                    r"\s+".join(map(re.escape, c.name.split())) + r"(?=\s|$)", re.IGNORECASE
+                ),
+                c,
+            )
+            for c in by_name
+        ]
+        self._aliases = sorted(
+            ((a, c) for c in self.commands for a in c.aliases), key=lambda p: -len(p[0])
+        )
         self._groups = {c.name.split()[0] for c in self.commands if " " in c.name}
 
     def listeners(self, event: object) -> list[Listener]:
@@ -242,13 +272,13 @@ class Dispatcher:
             for pattern, cmd in self._patterns:
                 m = pattern.match(head)
                 if m:
-                    return cmd, body[m.end():].strip()
+                    return cmd, body[m.end() :].strip()
             return None
         for alias, cmd in self._aliases:
             if text == alias:
                 return cmd, ""
             # "报名 2", "报名2", "报名#2" are commands; "报名了吗" is chatter.
-            rest = text[len(alias):]
+            rest = text[len(alias) :]
             if text.startswith(alias) and re.fullmatch(r"\s*#?\d{1,6}\s*", rest):
                 return cmd, rest.strip()
         return None
@@ -310,8 +340,15 @@ class Dispatcher:
         if parsed is None:
             raise UserError(req.t(f"无法执行：{text}", f"Cannot run: {text}"))
         cmd, args = parsed
-        sub = Request(msg=req.msg, ctx=req.ctx, text=text, args=args, command=cmd,
-                      room_id=req.room_id, capture=True)
+        sub = Request(
+            msg=req.msg,
+            ctx=req.ctx,
+            text=text,
+            args=args,
+            command=cmd,
+            room_id=req.room_id,
+            capture=True,
+        )
         if req.msg.room_id is None:
             sub.manages = tuple(await req.ctx.managed_rooms(req.msg.sender_id))
         sub.is_manager = await req.ctx.is_manager(req.msg.sender_id, sub.room_id)
@@ -323,8 +360,9 @@ class Dispatcher:
         ctx, msg = req.ctx, req.msg
         if not cmd.admin:
             if cmd.where == "room" and msg.room_id is None:
-                raise UserError(req.t("这个命令请在群里使用。",
-                                      "Please use this command in the group."))
+                raise UserError(
+                    req.t("这个命令请在群里使用。", "Please use this command in the group.")
+                )
             return
         if cmd.where == "private" and msg.room_id is None and req.manages:
             req.is_manager = True  # e.g. /use: a manager of any room may choose among their rooms
@@ -336,16 +374,19 @@ class Dispatcher:
             raise Refused(refusal(req))
         if cmd.where == "private" and msg.room_id is not None:
             await ctx.audit(msg.sender_id, req.room_id, req.text, "error: private chat only")
-            raise UserError(req.t("请私聊我使用这个命令。",
-                                  "Please send this command to me privately."))
+            raise UserError(
+                req.t("请私聊我使用这个命令。", "Please send this command to me privately.")
+            )
         if req.room_id is None and cmd.where == "room":
             await ctx.audit(msg.sender_id, None, req.text, "no room")
             raise UserError(self._choose_room_text(req))
 
     def _choose_room_text(self, req: Request) -> str:
         rooms = "\n".join(f"  {req.ctx.room_name(r)}  {r}" for r in req.manages)
-        return req.t(f"请先用 /use <群ID或群名> 选择要管理的群：\n{rooms}",
-                     f"Choose a room first: /use <room id or topic>:\n{rooms}").rstrip()
+        return req.t(
+            f"请先用 /use <群ID或群名> 选择要管理的群：\n{rooms}",
+            f"Choose a room first: /use <room id or topic>:\n{rooms}",
+        ).rstrip()
 
     async def _run(self, req: Request, cmd: Command) -> None:
         ctx, msg = req.ctx, req.msg
@@ -370,7 +411,7 @@ class Dispatcher:
             await ctx.audit(msg.sender_id, req.room_id, req.text, "ok")
 
     async def _group_usage(self, req: Request, group: list[Command]) -> None:
-        """"/admin" alone: the forms this sender may use (members trying manager ones: refused)."""
+        """ "/admin" alone: the forms this sender may use (members trying manager ones: refused)."""
         ctx, msg = req.ctx, req.msg
         if msg.room_id is None:
             req.room_id = await ctx.chosen_room(msg.sender_id)
@@ -395,11 +436,19 @@ class Dispatcher:
         elif isinstance(exc, UserError):
             await req.reply(str(exc))
         else:
-            log.exception("handler failed: command=%s room=%s sender=%s msg=%s",
-                          cmd.name if cmd else None, req.msg.room_id, req.msg.sender_id,
-                          req.msg.msg_id)
-            await req.reply(req.t("抱歉，处理出错了，已记录，请稍后再试。",
-                                  "Sorry, something went wrong; it has been logged."))
+            log.exception(
+                "handler failed: command=%s room=%s sender=%s msg=%s",
+                cmd.name if cmd else None,
+                req.msg.room_id,
+                req.msg.sender_id,
+                req.msg.msg_id,
+            )
+            await req.reply(
+                req.t(
+                    "抱歉，处理出错了，已记录，请稍后再试。",
+                    "Sorry, something went wrong; it has been logged.",
+                )
+            )
             req.ctx.report_error(exc)
 
     async def _fallback(self, req: Request, addressed: bool) -> None:
@@ -430,11 +479,19 @@ def help_text(dispatcher: Dispatcher, req: Request) -> str:
         lines += [c.help_line(req.lang) for c in admin]
         if private and req.room_id is not None and req.is_manager:
             name = req.ctx.room_name(req.room_id)
-            lines.append(req.t(f"当前管理的群：{name}（{req.room_id}），/use 可切换",
-                               f"Managing: {name} ({req.room_id}); /use to switch"))
+            lines.append(
+                req.t(
+                    f"当前管理的群：{name}（{req.room_id}），/use 可切换",
+                    f"Managing: {name} ({req.room_id}); /use to switch",
+                )
+            )
         elif private:
-            lines.append(req.t("管理命令需先用 /use <群ID或群名> 选择群",
-                               "Choose a room with /use <room id or topic> first"))
+            lines.append(
+                req.t(
+                    "管理命令需先用 /use <群ID或群名> 选择群",
+                    "Choose a room with /use <room id or topic> first",
+                )
+            )
     return "\n".join(lines)
 
 

@@ -52,6 +52,7 @@ class Supervisor:
         self.backoff_max = backoff_max
         self._rng = rng or random.Random()
         self._stop = asyncio.Event()
+        self._drop = asyncio.Event()
         self.current: Conn | None = None
         self.attempts = 0
         self.sessions = 0
@@ -59,19 +60,26 @@ class Supervisor:
     def stop(self) -> None:
         self._stop.set()
 
+    def drop(self) -> None:
+        """End the current session (e.g. the account logged out); the loop reconnects."""
+        self._drop.set()
+
     async def run(self) -> None:
         backoff = self.backoff_initial
         while not self._stop.is_set():
             self.attempts += 1
             reason = "service unreachable"
-            if await self._reachable():
-                started = time.monotonic()
-                reason = await self._session()
-                if time.monotonic() - started > 30:
-                    backoff = self.backoff_initial  # it was a real session, not a flap
-            if self._stop.is_set():
-                break
-            await self._on_down(reason)
+            try:
+                if await self._reachable():
+                    started = time.monotonic()
+                    reason = await self._session()
+                    if time.monotonic() - started > 30:
+                        backoff = self.backoff_initial  # it was a real session, not a flap
+                if self._stop.is_set():
+                    break
+                await self._on_down(reason)
+            except Exception:  # noqa: BLE001 - whatever broke this attempt, keep reconnecting
+                log.exception("connection attempt failed")
             delay = backoff * (0.5 + self._rng.random() / 2)
             log.warning("connection lost (%s); retrying in %.1f s", reason, delay)
             await self._wait(delay)
@@ -81,18 +89,22 @@ class Supervisor:
         conn = self._connect()
         self.current = conn
         self.sessions += 1
+        self._drop.clear()
         stream = asyncio.create_task(conn.run(), name="puppet-stream")
         stopper = asyncio.create_task(self._stop.wait())
+        dropper = asyncio.create_task(self._drop.wait())
         try:
             await self._on_up(conn)
             while True:
                 done, _ = await asyncio.wait(
-                    {stream, stopper},
+                    {stream, stopper, dropper},
                     timeout=self.watchdog_s / 4,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if stopper in done:
                     return "stopped"
+                if dropper in done:
+                    return "session dropped (logged out)"
                 if stream in done:
                     exc = stream.exception()
                     return f"stream error: {exc!r}" if exc else "stream ended by the service"
@@ -106,8 +118,9 @@ class Supervisor:
                         log.info("watchdog ding failed: %r", e)
         finally:
             stopper.cancel()
+            dropper.cancel()
             stream.cancel()
-            await asyncio.gather(stream, stopper, return_exceptions=True)
+            await asyncio.gather(stream, stopper, dropper, return_exceptions=True)
             await conn.close()
             self.current = None
 

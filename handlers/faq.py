@@ -294,6 +294,9 @@ async def _deliver(req: Request, svc: FaqService, entry: FaqEntry, room: str | N
     ctx = req.ctx
     now = ctx.clock.now()
     recent = svc.last_answer.get((room, entry.key)) if room else None
+    if room and (recent is None or now - recent >= svc.cooldown_s):
+        # Claimed before the first await: concurrent askers see it and get the pointer.
+        svc.last_answer[(room, entry.key)] = now
     await svc.repo.record_answer(entry, room or GLOBAL)
     if recent is not None and now - recent < svc.cooldown_s:
         what = f"{_label(req, entry)} {entry.questions[0]}"
@@ -304,18 +307,17 @@ async def _deliver(req: Request, svc: FaqService, entry: FaqEntry, room: str | N
             )
         )
         return
-    if room:
-        svc.last_answer[(room, entry.key)] = now
     text = entry.answer + (f"\n{entry.link}" if entry.link else "")
     await req.reply(text)
     if entry.image:
-        if Path(entry.image).is_file():  # noqa: ASYNC240 - one stat, not worth a thread
+        image = safe_image(ctx, entry.image)
+        if image is not None:
             ctx.send(
                 Outgoing(
                     req.msg.conversation_id,
-                    Path(entry.image).name,
+                    image.name,
                     priority=Priority.REPLY,
-                    file_path=entry.image,
+                    file_path=str(image),
                 )
             )
         else:
@@ -385,15 +387,35 @@ def _questions(req: Request, raw: str) -> list[str]:
     return qs
 
 
+def image_dir(ctx: Context) -> Path:
+    """FAQ images must live here: a chat command may never make the bot send any other file
+    of the host (config with the service token, member data) into a room."""
+    return ctx.settings.data_dir / "faq_images"
+
+
+def safe_image(ctx: Context, given: str) -> Path | None:
+    """The image file `given` (a name inside image_dir, or a path to one), or None."""
+    folder = image_dir(ctx).resolve()
+    path = (folder / given).resolve()
+    return path if path.is_relative_to(folder) and path.is_file() else None
+
+
 def _answer_parts(req: Request, raw: str) -> tuple[str, str | None]:
-    """Answer text (links stay in it) and an image path given as `[img:PATH]` / `[图片:PATH]`."""
+    """Answer text (links stay in it) and an image given as `[img:NAME]` / `[图片:NAME]`,
+    a file in data_dir/faq_images."""
     image = None
     m = _IMG.search(raw)
     if m:
-        image = m.group(1).strip()
-        if not Path(image).is_file():
-            raise UserError(req.t(f"找不到图片文件：{image}", f"No such image file: {image}"))
-        image = str(Path(image).resolve())
+        found = safe_image(req.ctx, m.group(1).strip())
+        if found is None:
+            folder = image_dir(req.ctx)
+            raise UserError(
+                req.t(
+                    f"找不到图片：请先把图片放进 {folder}，再写 [img:文件名]",
+                    f"No such image: put it in {folder} and write [img:FILE]",
+                )
+            )
+        image = str(found)
         raw = (raw[: m.start()] + raw[m.end() :]).strip()
     if not raw:
         raise UsageError(req.t("答案不能为空", "the answer is empty"))
@@ -440,8 +462,9 @@ def _entry_or_fail(req: Request, room: str, num: int) -> FaqEntry:
 
 def _add_command(entry: FaqEntry) -> str:
     img = f" [img:{entry.image}]" if entry.image else ""
+    link = f" {entry.link}" if entry.link and entry.link not in entry.answer else ""
     glob = "* " if entry.room == GLOBAL else ""
-    return f"/faq add {glob}{'; '.join(entry.questions)} | {entry.answer}{img}"
+    return f"/faq add {glob}{'; '.join(entry.questions)} | {entry.answer}{link}{img}"
 
 
 @router.command(
@@ -545,9 +568,12 @@ async def faq_del(req: Request) -> None:
     room, num = _target(req, req.args)
     _entry_or_fail(req, room, num)
     entry = await service(req.ctx).delete(room, num)
-    assert entry is not None
+    if entry is None:  # another manager deleted it a moment ago
+        raise UserError(req.t(f"#{num} 已经不存在了。", f"#{num} no longer exists."))
     hint = await req.remember_undo(_add_command(entry), f"/faq del {num}")
-    await req.reply(req.t(f"已删除 {_label(req, entry)}。", f"Deleted {_label(req, entry)}. ") + hint)
+    await req.reply(
+        req.t(f"已删除 {_label(req, entry)}。", f"Deleted {_label(req, entry)}. ") + hint
+    )
 
 
 @router.command(

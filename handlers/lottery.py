@@ -418,7 +418,7 @@ async def _pending_at_start(ctx: Context, lot: Lottery) -> None:
 
 @router.on(MemberForgotten)
 async def forget(event: MemberForgotten, ctx: Context) -> None:
-    await LotteryRepo(ctx.store).forget(event.member_id)
+    await LotteryRepo(ctx.store).forget(event.member_id, event.pseudonym)
 
 
 # --------------------------------------------------------------------------- commands: manager

@@ -208,9 +208,7 @@ class LotteryRepo:
 
     def recent_winners(self, room_id: str, last: int, exclude_n: int | None = None) -> set[str]:
         """Current winners of the last `last` drawn lotteries of the room (by draw time)."""
-        drawn = [
-            lot for lot in self.list(room_id) if lot.status == "drawn" and lot.n != exclude_n
-        ]
+        drawn = [lot for lot in self.list(room_id) if lot.status == "drawn" and lot.n != exclude_n]
         drawn.sort(key=lambda lot: (lot.drawn_ts or 0.0, lot.n), reverse=True)
         return {w for lot in drawn[:last] for w in lot.winners}
 
@@ -230,14 +228,28 @@ class LotteryRepo:
     ) -> Lottery:
         def body(tx: Tx) -> Lottery:
             # Lotteries are never deleted, so the next number is simply max + 1.
-            n = 1 + max((d["n"] for d in self.table._raw.values() if d["room"] == room_id),
-                        default=0)
+            n = 1 + max(
+                (d["n"] for d in self.table._raw.values() if d["room"] == room_id), default=0
+            )
             doc: Doc = {
-                "room": room_id, "n": n, "title": title, "winners": winner_count,
-                "draw_at": draw_at, "require": conditions.to_doc(), "seed": seed_hex,
-                "commitment": commitment, "status": "open", "created_by": created_by,
-                "created_ts": now, "eligible": None, "initial": [], "winner_ids": [],
-                "rerolls": [], "digest": "", "drawing_ts": None, "drawn_ts": None,
+                "room": room_id,
+                "n": n,
+                "title": title,
+                "winners": winner_count,
+                "draw_at": draw_at,
+                "require": conditions.to_doc(),
+                "seed": seed_hex,
+                "commitment": commitment,
+                "status": "open",
+                "created_by": created_by,
+                "created_ts": now,
+                "eligible": None,
+                "initial": [],
+                "winner_ids": [],
+                "rerolls": [],
+                "digest": "",
+                "drawing_ts": None,
+                "drawn_ts": None,
                 "announce": "",
             }
             tx.insert(self.table, doc)
@@ -295,9 +307,17 @@ class LotteryRepo:
         """drawing → drawn, with the result, in one commit (announcement not posted yet)."""
         ws = list(winners)
         return await self._cas(
-            room_id, n, lambda d: d["status"] == "drawing",
-            lambda d: {"status": "drawn", "initial": ws, "winner_ids": ws, "digest": digest,
-                       "drawn_ts": now, "announce": ""},
+            room_id,
+            n,
+            lambda d: d["status"] == "drawing",
+            lambda d: {
+                "status": "drawn",
+                "initial": ws,
+                "winner_ids": ws,
+                "digest": digest,
+                "drawn_ts": now,
+                "announce": "",
+            },
         )
 
     async def set_announce(
@@ -305,7 +325,9 @@ class LotteryRepo:
     ) -> bool:
         allowed = set(expect)
         done = await self._cas(
-            room_id, n, lambda d: d["status"] == "drawn" and d.get("announce", "") in allowed,
+            room_id,
+            n,
+            lambda d: d["status"] == "drawn" and d.get("announce", "") in allowed,
             lambda d: {"announce": new},
         )
         return done is not None
@@ -318,38 +340,48 @@ class LotteryRepo:
 
         def fields(doc: Doc) -> Doc:
             ws = [in_id if w == out_id else w for w in doc["winner_ids"]]
-            rr: builtins.list[Any] = [*doc.get("rerolls", []),
-                             {"out": out_id, "in": in_id, "by": by, "ts": now}]
+            rr: builtins.list[Any] = [
+                *doc.get("rerolls", []),
+                {"out": out_id, "in": in_id, "by": by, "ts": now},
+            ]
             return {"winner_ids": ws, "rerolls": rr}
 
         return await self._cas(
-            room_id, n,
-            lambda d: d["status"] == "drawn" and out_id in d["winner_ids"]
-            and in_id not in d["winner_ids"],
+            room_id,
+            n,
+            lambda d: (
+                d["status"] == "drawn"
+                and out_id in d["winner_ids"]
+                and in_id not in d["winner_ids"]
+            ),
             fields,
         )
 
     # -- privacy --------------------------------------------------------------------------------
-    def forget_tx(self, tx: Tx, member_id: str) -> int:
-        """Inside a commit: remove the member's entries in lotteries still open (SPEC 7).
-        Drawn lotteries keep their published entrant list: it is what verification checks."""
+    def forget_tx(self, tx: Tx, member_id: str, pseudonym: str) -> int:
+        """Inside a commit: remove the member's entries in lotteries still open (SPEC 7); in
+        the others the entry rows move to the pseudonym. Drawn lotteries keep their published
+        entrant list and winners as they are: that is what verification recomputes."""
         open_keys = {(d["room"], d["n"]) for d in self.table._raw.values() if d["status"] == "open"}
-        ids = [
-            int(k) for k, d in self.entries._raw.items()
-            if d["member"] == member_id and (d["room"], d["n"]) in open_keys
-        ]
-        tx.remove(self.entries, ids)
-        return len(ids)
+        mine = [(int(k), d) for k, d in self.entries._raw.items() if d["member"] == member_id]
+        tx.remove(self.entries, [k for k, d in mine if (d["room"], d["n"]) in open_keys])
+        closed = [k for k, d in mine if (d["room"], d["n"]) not in open_keys]
+        if closed:
+            tx.update(self.entries, {"member": pseudonym}, doc_ids=closed)
+        return len(mine) - len(closed)
 
-    async def forget(self, member_id: str) -> int:
-        return await self._store.atomic(lambda tx: self.forget_tx(tx, member_id))
+    async def forget(self, member_id: str, pseudonym: str) -> int:
+        return await self._store.atomic(lambda tx: self.forget_tx(tx, member_id, pseudonym))
 
 
 def member_summary(store: Store, room_id: str, member_id: str) -> tuple[int, int]:
     """(lotteries entered, lotteries won) by a member in a room, for /me.  "Won" counts the
     current winners (a winner replaced by a reroll no longer counts; the replacement does)."""
     repo = LotteryRepo(store)
-    entered = {d["n"] for d in repo.entries._raw.values()
-               if d["room"] == room_id and d["member"] == member_id}
+    entered = {
+        d["n"]
+        for d in repo.entries._raw.values()
+        if d["room"] == room_id and d["member"] == member_id
+    }
     won = sum(1 for lot in repo.list(room_id) if member_id in lot.winners)
     return len(entered), won

@@ -247,6 +247,13 @@ class AuditRepo:
         tx.on_undo(lambda: self._ids.remove(doc_id))
         return doc_id
 
+    def forget_tx(self, tx: Tx, member_id: str, pseudonym: str) -> int:
+        """The member's own audit rows keep what happened, under the pseudonym."""
+        ids = [int(k) for k, d in self.table._raw.items() if d.get("actor") == member_id]
+        if ids:
+            tx.update(self.table, {"actor": pseudonym}, doc_ids=ids)
+        return len(ids)
+
     async def append(
         self, actor_id: str, room_id: str | None, command: str, result: str, ts: float
     ) -> int:

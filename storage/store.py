@@ -412,6 +412,7 @@ class Store:
             self.members.forget_tx(tx, member_id, pseudonym)
             self.activity.forget_tx(tx, member_id, pseudonym)
             self.checkins.forget_tx(tx, member_id)
+            self.audit.forget_tx(tx, member_id, pseudonym)
 
         await self.atomic(body)
         return pseudonym

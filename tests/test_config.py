@@ -94,7 +94,7 @@ def test_rooms_as_strings_and_mappings() -> None:
                 "rooms": ["1@chatroom"],
                 "announcements": [{"room": "2@chatroom", "text": "x", "at": "2026-01-01 09:00"}],
             },
-            "announcements[0].room: '2@chatroom' is not in `rooms`",
+            "announcements[0].room: '2@chatroom' is not the id of a room in `rooms`",
         ),
     ],
 )

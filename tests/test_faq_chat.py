@@ -209,12 +209,24 @@ async def test_global_entries_answer_everywhere(bot: BotHarness) -> None:
 
 
 async def test_answer_with_an_image(bot: BotHarness, tmp_path: Path) -> None:
-    img = tmp_path / "map.png"
-    img.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 32)
-    await add(bot, f"停车场在哪 | 地下二层，见地图 https://example.com/map [img:{img}]")
+    folder = bot.settings.data_dir / "faq_images"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "map.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 32)
+    await add(bot, "停车场在哪 | 地下二层，见地图 https://example.com/map [img:map.png]")
     replies = await bot.replies_to("停车场在哪？", by=XIAOMING)
     assert "https://example.com/map" in replies[0].text
     assert replies[1].kind == "image" and replies[1].text == "map.png"
+
+
+async def test_an_image_outside_the_image_folder_is_refused(
+    bot: BotHarness, tmp_path: Path
+) -> None:
+    secret = tmp_path / "bot.yaml"
+    secret.write_text("puppet: {token: not-for-chat}", encoding="utf-8")
+    for ref in (str(secret), "../../bot.yaml", "../faq_images/../x.png"):
+        reply = (await bot.ask(f"/faq add 密码 | 见图 [img:{ref}]", by=MANAGER)).text
+        assert "找不到图片" in reply and "faq_images" in reply
+    assert repo(bot).get(ROOM, 1) is None
 
 
 async def test_old_miss_texts_are_purged_counts_stay(harness: BotHarness) -> None:

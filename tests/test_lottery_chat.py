@@ -192,8 +192,12 @@ async def test_draw_with_no_entrants_announces_no_winner(bot: BotHarness) -> Non
 
 async def test_conditions_exclude_exactly_the_right_members(bot: BotHarness) -> None:
     now = bot.ctx.clock.now()
-    newbie, leaver, late_admin, pass2 = ("wxid_test_newbie", "wxid_test_leaver",
-                                         "wxid_test_lateadmin", "wxid_test_pass2")
+    newbie, leaver, late_admin, pass2 = (
+        "wxid_test_newbie",
+        "wxid_test_leaver",
+        "wxid_test_lateadmin",
+        "wxid_test_pass2",
+    )
     for mid, name in ((leaver, "测试乙"), (late_admin, "测试丙"), (pass2, "测试丁")):
         await join(bot, mid, name, now - 3600)
 
@@ -214,9 +218,11 @@ async def test_conditions_exclude_exactly_the_right_members(bot: BotHarness) -> 
         if mid != AQIANG:  # AQIANG: one past active day only (+ today's entry message = 2)
             await bot.silent("早", by=mid, timestamp=now - 6 * DAY)
 
-    post = await bot.ask("/lottery new 老朋友专享 winners=5 "
-                         "require=member,joined_before,checkins:2/30,active:3/30,not_won:1",
-                         by=MANAGER)
+    post = await bot.ask(
+        "/lottery new 老朋友专享 winners=5 "
+        "require=member,joined_before,checkins:2/30,active:3/30,not_won:1",
+        by=MANAGER,
+    )
     assert "开奖时仍在群内" in post.text and "最近 30 天签到至少 2 次" in post.text
     await join(bot, newbie, "测试甲", now + 60)  # joined after the lottery opened
     for k in (1, 2):
@@ -248,12 +254,23 @@ async def test_conditions_exclude_exactly_the_right_members(bot: BotHarness) -> 
 
 def test_require_syntax() -> None:
     assert parse_require("member,joined_before,checkins:3/30,active:5,not_won:2") == Conditions(
-        member=True, joined_before=True, checkins=(3, 30), active=(5, 30), not_won=2)
+        member=True, joined_before=True, checkins=(3, 30), active=(5, 30), not_won=2
+    )
     assert parse_require("成员，签到：3/7、未中奖") == Conditions(
-        member=True, checkins=(3, 7), not_won=1)
+        member=True, checkins=(3, 7), not_won=1
+    )
     assert parse_require("member").spec() == "member"
-    for bad in ("", "vip", "member,member", "checkins", "checkins:5/3", "active:0/30",
-                "not_won:x", "member:1", "checkins:3/400"):
+    for bad in (
+        "",
+        "vip",
+        "member,member",
+        "checkins",
+        "checkins:5/3",
+        "active:0/30",
+        "not_won:x",
+        "member:1",
+        "checkins:3/400",
+    ):
         with pytest.raises(ValueError):
             parse_require(bad)
 
@@ -311,8 +328,9 @@ async def test_pending_announcement_is_not_reposted_but_managers_are_told(bot: B
     assert await repo.set_announce(ROOM, 1, ("",), "pending")  # flag written, then the crash
 
     await bot.restart()
-    told = await bot.gw.wait_for_bot_message(lambda m: "/lottery announce 1" in m.text,
-                                             conversation_id=MANAGER)
+    told = await bot.gw.wait_for_bot_message(
+        lambda m: "/lottery announce 1" in m.text, conversation_id=MANAGER
+    )
     assert "可能没有发出" in told.text
     await quiet(bot)
     assert results(bot) == []  # it may have gone out before the crash: never twice
@@ -396,13 +414,16 @@ async def test_reroll_takes_the_next_in_the_published_order(bot: BotHarness) -> 
     order = spec_winners(seed, MEMBERS, len(MEMBERS))
     names = {XIAOMING: "小明", XIAOHONG: "小红", AQIANG: "阿强", LILY: "Lily"}
 
-    first = await bot.ask(f"/lottery reroll 1 @{names[order[0]]}", by=MANAGER,
-                          mention_ids=[order[0]])
+    first = await bot.ask(
+        f"/lottery reroll 1 @{names[order[0]]}", by=MANAGER, mention_ids=[order[0]]
+    )
     assert first.mention_ids == (order[1],) and "递补" in first.text
     second = await bot.ask(f"/lottery reroll 1 {names[order[1]]}", by=MANAGER)  # by name
     assert second.mention_ids == (order[2],)
-    assert "不是抽奖 #1 目前的中奖者" in (
-        await bot.ask(f"/lottery reroll 1 {order[0]}", by=MANAGER)).text  # never an earlier one
+    assert (
+        "不是抽奖 #1 目前的中奖者"
+        in (await bot.ask(f"/lottery reroll 1 {order[0]}", by=MANAGER)).text
+    )  # never an earlier one
     lot = LotteryRepo(bot.store).get(ROOM, 1)
     assert lot is not None and lot.winners == (order[2],) and lot.initial_winners == (order[0],)
     assert member_summary(bot.store, ROOM, order[2]) == (1, 1)
@@ -449,31 +470,37 @@ async def test_forget_removes_entries_in_open_lotteries_only(bot: BotHarness) ->
     await lottery_handlers.forget(MemberForgotten(XIAOMING, "anon-test"), bot.ctx)
     repo = LotteryRepo(bot.store)
     assert repo.entrants(ROOM, 2) == []
-    assert [e.member_id for e in repo.entrants(ROOM, 1)] == [XIAOMING]  # published data stays
+    # the entry row of the drawn lottery moves to the pseudonym; the published draw is intact
+    assert [e.member_id for e in repo.entrants(ROOM, 1)] == ["anon-test"]
+    lot = repo.get(ROOM, 1)
+    assert lot is not None and lot.winners == (XIAOMING,) and lot.eligible == (XIAOMING,)
 
 
 # --- bad input ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("/lottery new", "用法：/lottery new"),
-    ("/lottery new 福利 winners=abc", "winners= 应为"),
-    ("/lottery new 福利 winners=0", "winners= 应为"),
-    ("/lottery new 福利 draw=明天", "draw= 应写成"),
-    ("/lottery new 福利 draw=2020-01-01 10:00", "已经过去"),
-    ("/lottery new 福利 require=vip", "未知条件"),
-    ("/lottery new 福利 require=checkins:9/3", "1 ≤ K ≤ D"),
-    ("/lottery new 福利 color=red", "未知选项 color="),
-    ("/lottery new 福利 winners=1 winners=2", "重复"),
-    ("/lottery new " + "长" * 200, "标题最长"),
-    ("/lottery draw", "用法：/lottery draw N"),
-    ("/lottery draw x", "N 应为数字"),
-    ("/lottery draw 9", "没有抽奖 #9"),
-    ("/lottery verify", "用法：/lottery verify N"),
-    ("/lottery reroll 1", "用法：/lottery reroll"),
-    ("/lottery announce 1", "没有抽奖 #1"),
-    ("/lottery foo", "未知的抽奖命令"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/lottery new", "用法：/lottery new"),
+        ("/lottery new 福利 winners=abc", "winners= 应为"),
+        ("/lottery new 福利 winners=0", "winners= 应为"),
+        ("/lottery new 福利 draw=明天", "draw= 应写成"),
+        ("/lottery new 福利 draw=2020-01-01 10:00", "已经过去"),
+        ("/lottery new 福利 require=vip", "未知条件"),
+        ("/lottery new 福利 require=checkins:9/3", "1 ≤ K ≤ D"),
+        ("/lottery new 福利 color=red", "未知选项 color="),
+        ("/lottery new 福利 winners=1 winners=2", "重复"),
+        ("/lottery new " + "长" * 200, "标题最长"),
+        ("/lottery draw", "用法：/lottery draw N"),
+        ("/lottery draw x", "N 应为数字"),
+        ("/lottery draw 9", "没有抽奖 #9"),
+        ("/lottery verify", "用法：/lottery verify N"),
+        ("/lottery reroll 1", "用法：/lottery reroll"),
+        ("/lottery announce 1", "没有抽奖 #1"),
+        ("/lottery foo", "未知的抽奖命令"),
+    ],
+)
 async def test_bad_arguments_get_usage(bot: BotHarness, text: str, expected: str) -> None:
     assert expected in (await bot.ask(text, by=MANAGER)).text
     assert LotteryRepo(bot.store).list(ROOM) == []

@@ -28,6 +28,8 @@ async def test_privacy_command_shows_the_notice(bot: BotHarness) -> None:
 
 async def test_forget_needs_confirmation_then_removes_personal_data(bot: BotHarness) -> None:
     await bot.say("大家好")
+    await bot.say("/admin list")  # refused, and audited under the member's id
+    assert any(e.actor_id == XIAOMING for e in bot.store.audit.last(50))
     await bot.store.flush()
     assert bot.store.members.get(ROOM, XIAOMING).name == "小明"
     assert (await bot.ask("/forget confirm")).text.endswith("再在 10 分钟内发送 /forget confirm。")
@@ -37,6 +39,7 @@ async def test_forget_needs_confirmation_then_removes_personal_data(bot: BotHarn
     await bot.store.flush()
     assert bot.store.members.get(ROOM, XIAOMING) is None
     assert XIAOMING not in bot.store.activity.active_days(ROOM)
+    assert not any(e.actor_id == XIAOMING for e in bot.store.audit.last(50))
     # the room's history keeps the count under a pseudonym
     assert sum(len(d) for d in bot.store.activity.active_days(ROOM).values()) >= 1
     # after a restart the data is still gone (it was on disk before the reply); a member who

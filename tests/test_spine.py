@@ -239,3 +239,34 @@ async def test_a_crash_is_flagged_from_the_last_alive_mark(bot: BotHarness) -> N
     outages = bot.store.outages.list()
     assert [o.start_ts for o in outages] == [alive]
     assert outages[0].end_ts is not None  # closed at the new login
+
+
+async def test_logout_records_an_outage_and_logs_in_again(bot: BotHarness) -> None:
+    app = bot.app
+    assert app is not None
+    await bot.gw.logout()
+    await app.wait_until(lambda: app.logins >= 2 and app.ready.is_set())
+    assert (await bot.ask("/ping")).text.endswith("pong")
+    outages = bot.store.outages.list()
+    assert len(outages) == 1 and outages[0].end_ts is not None
+
+
+async def test_room_named_by_topic_is_resolved_with_its_settings(
+    gateway: SandboxGateway, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    from tests.conftest import make_settings
+
+    settings = make_settings(
+        Path(str(tmp_path)) / "d", rooms=[{"topic": "瑜伽群", "welcome": "欢迎 {name}！"}]
+    )
+    h = BotHarness(gateway, settings)
+    try:
+        app = await h.start()
+        assert app.ctx is not None and app.ctx.serves(ROOM2)
+        assert app.ctx.settings.room(ROOM2) is not None
+        assert (await h.ask("/ping", room=ROOM2)).text.endswith("pong")
+    finally:
+        await h.stop()
+    assert not h.errors
