@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
+import hashlib
 import io
 import logging
 import re
@@ -959,6 +961,7 @@ async def _import(settings: Any, path: Path, room: str | None) -> int:
     if not rows:
         print(f"{path}: no entries", file=sys.stderr)
         return 1
+    rows = [_with_image_in_folder(settings.data_dir / "faq_images", r) for r in rows]
     store = await _open_store(settings)
     try:
         if len(rows) >= PROGRESS_MIN:
@@ -969,6 +972,22 @@ async def _import(settings: Any, path: Path, room: str | None) -> int:
     rooms = sorted({e.room for e in entries})
     print(f"imported {len(entries)} entries ({replaced} replaced) into {', '.join(rooms)}")
     return 0
+
+
+def _with_image_in_folder(folder: Path, row: FaqRow) -> FaqRow:
+    """Imported images are copied into data_dir/faq_images: only files there are ever sent."""
+    if row.image is None:
+        return row
+    src = Path(row.image)
+    if src.resolve().is_relative_to(folder.resolve()):
+        return row
+    folder.mkdir(parents=True, exist_ok=True)
+    data = src.read_bytes()
+    dest = folder / src.name
+    if dest.exists() and dest.read_bytes() != data:
+        dest = folder / f"{hashlib.sha256(data).hexdigest()[:8]}-{src.name}"
+    dest.write_bytes(data)
+    return dataclasses.replace(row, image=str(dest.resolve()))
 
 
 async def _export(settings: Any, path: Path, room: str | None) -> int:

@@ -64,7 +64,10 @@ def test_yaml_round_trip(tmp_path: Path, config: str, capsys: pytest.CaptureFixt
     assert (
         coach.answer == "私教 300 元/节\n10 节起优惠" and coach.link == "https://example.com/coach"
     )
-    assert got[0].image == str((tmp_path / "map.png").resolve())
+    # the image is copied where the bot sends images from
+    copied = tmp_path / "data" / "faq_images" / "map.png"
+    assert got[0].image == str(copied.resolve())
+    assert copied.read_bytes() == (tmp_path / "map.png").read_bytes()
 
     out = tmp_path / "out.yaml"
     assert faq_cli(["export", str(out), "--config", config]) == 0
@@ -90,7 +93,16 @@ def test_csv_round_trip_into_a_fresh_bot(tmp_path: Path, config: str) -> None:
     cfg2 = other / "bot.yaml"
     cfg2.write_text(yaml.safe_dump({"rooms": [ROOM, ROOM2], "data_dir": str(other / "data")}))
     assert faq_cli(["import", str(csv_path), "--config", str(cfg2)]) == 0
-    assert entries(other / "data") == entries(tmp_path / "data")
+    moved = [
+        dataclasses.replace(e, image=e.image and Path(e.image).name)
+        for e in entries(other / "data")
+    ]
+    orig = [
+        dataclasses.replace(e, image=e.image and Path(e.image).name)
+        for e in entries(tmp_path / "data")
+    ]
+    assert moved == orig
+    assert (other / "data" / "faq_images" / "map.png").is_file()  # the new bot has its own copy
 
 
 def test_import_into_another_room_gets_new_numbers(tmp_path: Path, config: str) -> None:
