@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from aiohttp import web
 
@@ -49,6 +49,8 @@ from bot.web.html import (
 from bot.web.html import day as fmt_day
 
 if TYPE_CHECKING:
+    from bot.app import App
+    from bot.context import Context
     from bot.web import Console
 
 log = logging.getLogger("qunbot.web")
@@ -137,6 +139,25 @@ def no_rooms(request: web.Request, title: str) -> web.Response:
     t = tr(request)
     return page(request, title, tag("p", t("还没有服务的群：在 bot.yaml 的 rooms 里添加群 ID。",
                                            "No served rooms yet: add room ids to bot.yaml rooms.")))
+
+
+class RoomPage(NamedTuple):
+    t: Callable[[str, str], str]
+    app: App
+    ctx: Context
+    room: str
+    title: str
+
+
+def room_page(request: web.Request, zh: str, en: str) -> RoomPage | web.Response:
+    """What every per-room page starts from, or the "no rooms yet" page to return instead."""
+    t = tr(request)
+    title = t(zh, en)
+    room = chosen_room(request)
+    if room is None:
+        return no_rooms(request, title)
+    app = console_of(request).app
+    return RoomPage(t, app, panels.ctx_of(app), room, title)
 
 
 def form(action: str, csrf: str, room: str, fields: str, submit: str, *, id_: str = "") -> Html:
@@ -316,12 +337,10 @@ async def command(request: web.Request) -> web.StreamResponse:
 
 # --- retention ------------------------------------------------------------------------------
 async def retention(request: web.Request) -> web.Response:
-    t = tr(request)
-    app = console_of(request).app
-    title = t("留存", "Retention")
-    room = chosen_room(request)
-    if room is None:
-        return no_rooms(request, title)
+    rp = room_page(request, "留存", "Retention")
+    if isinstance(rp, web.Response):
+        return rp
+    t, app, ctx, room, title = rp
     weeks = _int(request.query.get("weeks"), 8, 1, report.MAX_WEEKS)
     rep = await panels.build_report(app, "retention", room, weeks)
     assert isinstance(rep, RetentionReport)
@@ -414,12 +433,10 @@ async def export(request: web.Request) -> web.Response:
 
 # --- members --------------------------------------------------------------------------------
 async def members(request: web.Request) -> web.Response:
-    t = tr(request)
-    app = console_of(request).app
-    title = t("成员", "Members")
-    room = chosen_room(request)
-    if room is None:
-        return no_rooms(request, title)
+    rp = room_page(request, "成员", "Members")
+    if isinstance(rp, web.Response):
+        return rp
+    t, app, ctx, room, title = rp
     q = request.query.get("q", "")[:100]
     rows, total = panels.members(app, room, q)
     channel = {"qrcode": t("扫码", "QR code"), "unknown": t("未知", "unknown")}
@@ -448,13 +465,10 @@ async def faq_page(request: web.Request) -> web.Response:
     from handlers import faq
     from storage.faq import GLOBAL
 
-    t = tr(request)
-    app = console_of(request).app
-    title = t("问答", "FAQ")
-    room = chosen_room(request)
-    if room is None:
-        return no_rooms(request, title)
-    ctx = panels.ctx_of(app)
+    rp = room_page(request, "问答", "FAQ")
+    if isinstance(rp, web.Response):
+        return rp
+    t, app, ctx, room, title = rp
     csrf = csrf_token(request)
     repo = faq.service(ctx).repo
     counters = repo.counters(room)
@@ -531,13 +545,10 @@ async def faq_del(request: web.Request) -> web.StreamResponse:
 async def events_page(request: web.Request) -> web.Response:
     from storage.events import EventRepo
 
-    t = tr(request)
-    app = console_of(request).app
-    title = t("活动报名", "Events")
-    room = chosen_room(request)
-    if room is None:
-        return no_rooms(request, title)
-    ctx = panels.ctx_of(app)
+    rp = room_page(request, "活动报名", "Events")
+    if isinstance(rp, web.Response):
+        return rp
+    t, app, ctx, room, title = rp
     tz = ctx.settings.timezone
     csrf = csrf_token(request)
     sections = []
@@ -624,13 +635,10 @@ def _read_export(exports: Path, path: Path) -> str | None:
 async def lotteries_page(request: web.Request) -> web.Response:
     from storage.lotteries import LotteryRepo
 
-    t = tr(request)
-    app = console_of(request).app
-    title = t("抽奖", "Lotteries")
-    room = chosen_room(request)
-    if room is None:
-        return no_rooms(request, title)
-    ctx = panels.ctx_of(app)
+    rp = room_page(request, "抽奖", "Lotteries")
+    if isinstance(rp, web.Response):
+        return rp
+    t, app, ctx, room, title = rp
     tz = ctx.settings.timezone
     csrf = csrf_token(request)
     repo = LotteryRepo(ctx.store)
@@ -704,13 +712,10 @@ async def lotteries_draw(request: web.Request) -> web.StreamResponse:
 async def announcements_page(request: web.Request) -> web.Response:
     from handlers import announce
 
-    t = tr(request)
-    app = console_of(request).app
-    title = t("定时公告", "Announcements")
-    room = chosen_room(request)
-    if room is None:
-        return no_rooms(request, title)
-    ctx = panels.ctx_of(app)
+    rp = room_page(request, "定时公告", "Announcements")
+    if isinstance(rp, web.Response):
+        return rp
+    t, app, ctx, room, title = rp
     csrf = csrf_token(request)
     rows = []
     for a in announce.repo(ctx).list(room):
